@@ -1,0 +1,21 @@
+"""User-facing errors: one or two lines that say what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class TunelabError(Exception):
+    """An error caused by the user's input (config, file, row, model path).
+
+    The CLI prints its message without a traceback and exits with status 2.
+    """
+
+
+class ConfigError(TunelabError):
+    """Every problem found in a run config, reported together."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        where = f"{source}: " if source else ""
+        head = f"{where}{len(problems)} problem(s) in the config"
+        super().__init__(head + "\n" + "\n".join(f"  - {p}" for p in problems))
