@@ -95,27 +95,53 @@ def _save_tiny(kind: str, path: Path, tokenizer_path: Path) -> Path:
     )
 
     tok = AutoTokenizer.from_pretrained(tokenizer_path)
-    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-           "pad_token_id": tok.pad_token_id}
+    ids = {
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
     vocab = len(tok)
     torch.manual_seed(0)
     if kind == "llama":
-        cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
-                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                          max_position_embeddings=256, tie_word_embeddings=False, **ids)
+        cfg = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            tie_word_embeddings=False,
+            **ids,
+        )
         model = LlamaForCausalLM(cfg)
     elif kind == "qwen2":
-        cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64,
-                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                          max_position_embeddings=256, tie_word_embeddings=False, **ids)
+        cfg = Qwen2Config(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            tie_word_embeddings=False,
+            **ids,
+        )
         model = Qwen2ForCausalLM(cfg)
     elif kind == "gpt2":
         cfg = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=256, **ids)
         model = GPT2LMHeadModel(cfg)
     elif kind == "bert":
-        cfg = BertConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=256,
-                         num_labels=3, pad_token_id=tok.pad_token_id)
+        cfg = BertConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            num_labels=3,
+            pad_token_id=tok.pad_token_id,
+        )
         model = BertForSequenceClassification(cfg)
     else:
         raise ValueError(kind)

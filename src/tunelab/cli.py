@@ -161,7 +161,7 @@ def main() -> None:
     except TunelabError as exc:
         if _state["debug"]:
             raise
-        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)))
+        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -20,7 +20,9 @@ from tunelab.errors import ConfigError
 
 Task = Literal["classification", "causal_lm"]
 DataFormat = Literal["classification", "instruction", "chat", "qa", "text"]
-MethodName = Literal["full", "freeze", "bitfit", "adapter", "lora", "prompt_tuning", "prefix_tuning"]
+MethodName = Literal[
+    "full", "freeze", "bitfit", "adapter", "lora", "prompt_tuning", "prefix_tuning"
+]
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -99,8 +101,9 @@ class CleanConfig(Section):
     dedup: bool = Field(default=True, description="Drop exact duplicates (after normalisation).")
     near_dedup: bool = Field(default=False, description="Drop near-duplicates with MinHash LSH.")
     near_dedup_threshold: Fraction = Field(
-        default=0.85, description="Estimated Jaccard similarity (word 5-gram shingles) above "
-        "which two rows count as near-duplicates."
+        default=0.85,
+        description="Estimated Jaccard similarity (word 5-gram shingles) above "
+        "which two rows count as near-duplicates.",
     )
     min_chars: PositiveInt | None = Field(default=None, description="Drop rows shorter than this.")
     max_chars: PositiveInt | None = Field(default=None, description="Drop rows longer than this.")
@@ -200,9 +203,8 @@ class DataConfig(Section):
             raise ValueError("format classification needs columns.label")
         if self.file_type == "folder" and self.format != "classification":
             raise ValueError("file_type folder (one folder per label) needs format classification")
-        if self.clean.keep_labels or self.clean.drop_labels:
-            if self.format != "classification":
-                raise ValueError("clean.keep_labels/drop_labels need format classification")
+        if (self.clean.keep_labels or self.clean.drop_labels) and self.format != "classification":
+            raise ValueError("clean.keep_labels/drop_labels need format classification")
         return self
 
 
@@ -379,7 +381,9 @@ class TrainConfig(Section):
     eps: float = Field(default=1e-8, gt=0, description="AdamW epsilon.")
     momentum: float = Field(default=0.9, ge=0, description="SGD momentum.")
     weight_decay: float = Field(
-        default=0.0, ge=0, description="Decoupled weight decay (never on biases, norms, embeddings)."
+        default=0.0,
+        ge=0,
+        description="Decoupled weight decay (never on biases, norms, embeddings).",
     )
     llrd: float | None = Field(
         default=None,
@@ -578,7 +582,9 @@ def load_config(
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError([f"not valid YAML{line}: {getattr(exc, 'problem', exc)}"], name) from None
+            raise ConfigError(
+                [f"not valid YAML{line}: {getattr(exc, 'problem', exc)}"], name
+            ) from None
         if not isinstance(raw, dict):
             raise ConfigError(["the top level must be a mapping of sections"], name)
     raw = apply_overrides(raw, overrides, name)
@@ -588,7 +594,9 @@ def load_config(
         raise ConfigError(format_problems(exc, raw), name) from None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...], name: str | None) -> dict[str, Any]:
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], name: str | None
+) -> dict[str, Any]:
     """Return a copy of ``raw`` with ``a.b.c=value`` overrides applied."""
     import copy
 
@@ -652,16 +660,21 @@ def _allowed(err: dict[str, Any]) -> str:
         return f"expected one of {ctx['expected']}"
     for bound, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
         if bound in ctx:
-            return f"must be {word} {ctx[bound]}"
+            value = ctx[bound]
+            return (
+                f"must be {word} {value:g}"
+                if isinstance(value, float)
+                else f"must be {word} {value}"
+            )
     return str(err["msg"]).replace("Input should be", "expected").rstrip(".")
 
 
 def _lookup(raw: Any, loc: tuple[Any, ...]) -> Any:
     node = raw
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list | tuple) and isinstance(part, int) and part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list | tuple) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
             node = node[part]
         else:
             return node if node is not raw else None

