@@ -1,0 +1,36 @@
+"""tunelab: fine-tune pretrained models end to end.
+
+The Python API mirrors the CLI. Heavy modules load on first use, so ``import tunelab`` and
+config validation stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tunelab.config import RunConfig, load_config
+from tunelab.errors import ConfigError, TunelabError
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute). ``tunelab.train`` and ``tunelab.evaluate`` are
+# sub-packages, so their entry points are exposed as ``finetune`` and ``evaluate_run``.
+_LAZY = {
+    "prepare_data": ("tunelab.data", "prepare_data"),
+    "finetune": ("tunelab.train", "train"),
+    "evaluate_run": ("tunelab.evaluate", "evaluate"),
+    "compare_prompting": ("tunelab.evaluate", "compare_prompting"),
+    "export_run": ("tunelab.export", "export_run"),
+    "load": ("tunelab.inference", "load"),
+    "predict": ("tunelab.inference", "predict"),
+}
+
+__all__ = ["ConfigError", "RunConfig", "TunelabError", "load_config", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'tunelab' has no attribute {name!r}")
