@@ -1,0 +1,98 @@
+"""The data report: what cleaning removed, split sizes, labels, token lengths; and its printing."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from tunelab.data.pipeline import PreparedData
+
+PERCENTILES = (50, 90, 99)
+
+
+def length_stats(lengths: list[int]) -> dict[str, float]:
+    """p50/p90/p99/max/mean of token lengths (before truncation)."""
+    values = np.asarray(lengths, dtype=float)
+    stats = {f"p{q}": round(float(np.percentile(values, q)), 1) for q in PERCENTILES}
+    stats["max"] = int(values.max())
+    stats["mean"] = round(float(values.mean()), 1)
+    return stats
+
+
+def label_counts(examples: list[dict[str, Any]]) -> dict[str, int]:
+    """Rows per label, sorted by label."""
+    return dict(sorted(Counter(ex["label"] for ex in examples).items()))
+
+
+def _snippet(example: dict[str, Any] | None, width: int = 70) -> str:
+    if not example:
+        return ""
+    row = {key: value for key, value in example["row"].items() if value is not None}
+    text = json.dumps(row, ensure_ascii=False)
+    text = text if len(text) <= width else text[: width - 1] + "…"
+    reason = f" ({example['reason']})" if example.get("reason") else ""
+    return f"{Path(example['where']).name}{reason}: {text}"
+
+
+def print_report(prepared: PreparedData, console: Console) -> None:
+    """A short summary: rows and token lengths per split, rows removed, where the report is."""
+    report = prepared.report
+    source = "cache" if prepared.from_cache else "files"
+    console.print(f"[bold]Data[/bold] ({report['format']}, from {source})")
+    for name, rows in report["rows"].items():
+        stats = report["token_lengths"][name]
+        console.print(
+            f"  {name}: {rows} rows, tokens p50 {stats['p50']:g} / p90 {stats['p90']:g} / "
+            f"max {stats['max']}, {report['truncated'][name]} truncated"
+        )
+    removed = {k: v["removed"] for k, v in report["cleaning"]["removed"].items() if v["removed"]}
+    summary = ", ".join(f"{k} {v}" for k, v in removed.items()) or "nothing"
+    console.print(f"  removed: {summary}")
+    if report.get("report_path"):
+        console.print(f"  report: {report['report_path']}")
+
+
+def print_inspection(prepared: PreparedData, console: Console) -> None:
+    """Tables: rows and token lengths per split, label distribution, cleaning with examples."""
+    report = prepared.report
+    splits = Table(title=f"Splits (max_length {report['max_length']})")
+    for column in ("split", "rows", "p50", "p90", "p99", "max", "truncated"):
+        splits.add_column(column, justify="left" if column == "split" else "right")
+    for name, rows in report["rows"].items():
+        stats = report["token_lengths"][name]
+        cells = [f"{stats[k]:g}" for k in ("p50", "p90", "p99")]
+        splits.add_row(name, str(rows), *cells, str(stats["max"]), str(report["truncated"][name]))
+    console.print(splits)
+    if report.get("labels"):
+        console.print(_label_table(report["labels"]))
+    console.print(_cleaning_table(report["cleaning"]))
+
+
+def _label_table(labels: dict[str, dict[str, int]]) -> Table:
+    table = Table(title="Labels")
+    table.add_column("label")
+    for name in labels:
+        table.add_column(name, justify="right")
+    names = sorted({label for counts in labels.values() for label in counts})
+    for label in names:
+        table.add_row(label, *(str(labels[s].get(label, 0)) for s in labels))
+    return table
+
+
+def _cleaning_table(cleaning: dict[str, Any]) -> Table:
+    table = Table(title=f"Cleaning ({cleaning['normalized_rows']} rows changed by normalisation)")
+    table.add_column("step")
+    table.add_column("removed", justify="right")
+    table.add_column("example", overflow="fold")
+    for name, step in cleaning["removed"].items():
+        table.add_row(name, str(step["removed"]), _snippet(step["example"]))
+    if not cleaning["removed"]:
+        table.add_row("(none)", "0", "")
+    return table
