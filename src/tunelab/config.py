@@ -191,10 +191,10 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _check_format_columns(self) -> DataConfig:
-        given = self.columns.model_fields_set
         if self.format != "classification":
             for key in ("label", "text_pair"):
-                if key in given and getattr(self.columns, key) is not None:
+                default = ColumnsConfig.model_fields[key].default
+                if getattr(self.columns, key) not in (None, default):
                     raise ValueError(
                         f"columns.{key} is set but format is {self.format!r}; a {key} column "
                         "only applies to format: classification"
@@ -333,7 +333,7 @@ class MethodConfig(Section):
 
     @model_validator(mode="after")
     def _settings_match_name(self) -> MethodConfig:
-        stray = [k for k in METHOD_SETTINGS if k in self.model_fields_set and k != self.name]
+        stray = [k for k in METHOD_SETTINGS if k != self.name and not self._is_default(k)]
         if stray:
             raise ValueError(
                 f"settings block(s) {', '.join(stray)} given but method.name is {self.name!r}; "
@@ -342,6 +342,11 @@ class MethodConfig(Section):
         if self.name == "freeze" and self.freeze is None:
             raise ValueError("method.name freeze needs a method.freeze block with top_n_layers")
         return self
+
+    def _is_default(self, name: str) -> bool:
+        """True when settings block ``name`` was left out or equals its defaults."""
+        field = type(self).model_fields[name]
+        return getattr(self, name) == field.get_default(call_default_factory=True)
 
     @property
     def settings(self) -> Section | None:

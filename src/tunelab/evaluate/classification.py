@@ -1,0 +1,93 @@
+"""Classification metrics accumulated batch by batch.
+
+The accumulator keeps one predicted class, one label and one probability row per example
+(``n x num_labels`` floats, needed for ROC-AUC) and never the batches' logits tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class ClassificationAccumulator:
+    """``update(logits_or_probs, labels)`` per batch, then ``compute()``.
+
+    Rows that are already probability distributions (non-negative, summing to 1) are used as
+    they are; anything else is treated as logits and soft-maxed.
+    """
+
+    def __init__(self, num_labels: int, label_names: list[str] | None = None) -> None:
+        self.num_labels = num_labels
+        self.label_names = label_names or [str(i) for i in range(num_labels)]
+        self._probs: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+
+    def update(self, logits_or_probs: torch.Tensor | np.ndarray, labels: Any) -> np.ndarray:
+        """Add a batch; returns its ``[batch, num_labels]`` probabilities (float32)."""
+        scores = torch.as_tensor(logits_or_probs).detach().float().cpu()
+        if scores.shape[-1] != self.num_labels:
+            raise ValueError(f"expected {self.num_labels} scores per row, got {scores.shape[-1]}")
+        if not _is_distribution(scores):
+            scores = scores.softmax(-1)
+        probs = scores.numpy().astype(np.float32)
+        self._probs.append(probs)
+        self._labels.append(np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64).reshape(-1))
+        return probs
+
+    @property
+    def count(self) -> int:
+        return sum(len(y) for y in self._labels)
+
+    def compute(self) -> dict[str, Any]:
+        """accuracy, f1_macro, f1_micro, auc (None when undefined), confusion_matrix."""
+        from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+        probs = np.concatenate(self._probs) if self._probs else np.zeros((0, self.num_labels))
+        y = np.concatenate(self._labels) if self._labels else np.zeros(0, dtype=np.int64)
+        if len(y) == 0:
+            raise ValueError("no examples were accumulated")
+        pred = probs.argmax(-1)
+        labels = list(range(self.num_labels))
+        auc, skipped = roc_auc(y, probs)
+        return {
+            "accuracy": float(accuracy_score(y, pred)),
+            "f1_macro": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+            "f1_micro": float(f1_score(y, pred, labels=labels, average="micro", zero_division=0)),
+            "auc": auc,
+            "auc_classes_skipped": [self.label_names[c] for c in skipped],
+            "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+            "labels": self.label_names,
+        }
+
+
+def roc_auc(y: np.ndarray, probs: np.ndarray) -> tuple[float | None, list[int]]:
+    """Binary ROC-AUC, or one-vs-rest macro ROC-AUC over the classes it is defined for.
+
+    A class without both positive and negative examples in ``y`` has no ROC curve; it is
+    left out of the macro average and returned in the second element. None when no class
+    qualifies (e.g. every label is the same).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    num_labels = probs.shape[1]
+    if num_labels == 2:
+        if len(np.unique(y)) < 2:
+            return None, [0, 1]
+        return float(roc_auc_score(y, probs[:, 1])), []
+    scores, skipped = [], []
+    for c in range(num_labels):
+        positive = y == c
+        if positive.all() or not positive.any():
+            skipped.append(c)
+            continue
+        scores.append(roc_auc_score(positive, probs[:, c]))
+    return (float(np.mean(scores)) if scores else None), skipped
+
+
+def _is_distribution(scores: torch.Tensor) -> bool:
+    if scores.numel() == 0 or (scores < 0).any() or (scores > 1).any():
+        return False
+    return bool(torch.allclose(scores.sum(-1), torch.ones(scores.shape[0]), atol=1e-4))
