@@ -1,0 +1,214 @@
+"""Save and load the final artifact of a run, and write the run's model card.
+
+Layouts (``RUN_DIR/model/``):
+- lora, prompt_tuning, prefix_tuning: PEFT's own layout (``adapter_config.json`` +
+  ``adapter_model.safetensors``), loadable by ``peft.PeftModel.from_pretrained`` alone.
+- bitfit, freeze, adapter: ``tunelab_weights.safetensors`` with only the trained tensors.
+- full: ``save_pretrained`` (``config.json`` + ``model.safetensors``).
+Every artifact also holds ``tunelab_method.json`` (method, settings, base model, task, label
+names) and the tokenizer with its chat template.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from tunelab.config import MethodConfig, ModelConfig, RunConfig
+from tunelab.errors import TunelabError
+from tunelab.io import atomic_dir, atomic_write_text
+from tunelab.methods import (
+    PEFT_METHODS,
+    apply_method,
+    load_trainable_state_dict,
+    trainable_state_dict,
+)
+from tunelab.models import load_model, load_tokenizer, model_source
+from tunelab.paths import PKG_PREFIX, resolve_path
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+METHOD_FILE = "tunelab_method.json"
+WEIGHTS_FILE = "tunelab_weights.safetensors"
+
+
+def save_artifact(
+    model: nn.Module,
+    cfg: RunConfig,
+    out_dir: str | Path,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    label_names: list[str] | None = None,
+) -> Path:
+    """Write the trained artifact of ``cfg.method.name`` to ``out_dir`` atomically."""
+    from safetensors.torch import save_file
+
+    method = cfg.method.name
+    base = _base_path(cfg.model)
+    labels = label_names
+    if labels is None and cfg.task == "classification":
+        labels = _label_names(model)
+    with atomic_dir(out_dir) as tmp:
+        if method in PEFT_METHODS:
+            for peft_cfg in model.peft_config.values():
+                peft_cfg.base_model_name_or_path = base
+            model.save_pretrained(tmp)
+        elif method == "full":
+            model.save_pretrained(tmp)
+        else:
+            save_file(trainable_state_dict(model), str(tmp / WEIGHTS_FILE), {"format": "pt"})
+        info = {
+            "method": method,
+            "settings": cfg.method.settings.model_dump() if cfg.method.settings else None,
+            "base_model": base,
+            "model": _portable_model_cfg(cfg.model),
+            "task": cfg.task,
+            "label_names": labels,
+        }
+        (tmp / METHOD_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+    return Path(out_dir)
+
+
+def read_method_info(artifact_dir: str | Path) -> dict[str, Any]:
+    """The ``tunelab_method.json`` of an artifact."""
+    path = Path(artifact_dir) / METHOD_FILE
+    if not path.is_file():
+        raise TunelabError(f"{artifact_dir}: not a tunelab artifact (no {METHOD_FILE})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_artifact(
+    artifact_dir: str | Path, base_model: PreTrainedModel | None = None
+) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """Load an artifact: its base model (unless given) with the trained method applied."""
+    artifact_dir = Path(artifact_dir)
+    info = read_method_info(artifact_dir)
+    model_cfg = _artifact_model_cfg(artifact_dir, info)
+    if info["method"] == "full":
+        model = load_model(model_cfg, info["task"])
+    else:
+        model = apply_artifact(
+            base_model or load_model(model_cfg, info["task"], info["label_names"]), artifact_dir
+        )
+    tok_dir = artifact_dir if (artifact_dir / "tokenizer_config.json").is_file() else None
+    tok_cfg = model_cfg.model_copy(update={"tokenizer": str(tok_dir) if tok_dir else None})
+    model.eval()
+    return model, load_tokenizer(tok_cfg)
+
+
+def apply_artifact(base_model: PreTrainedModel, artifact_dir: str | Path) -> nn.Module:
+    """Apply a saved non-full artifact (PEFT adapter or trained tensors) to ``base_model``."""
+    from safetensors.torch import load_file
+
+    artifact_dir = Path(artifact_dir)
+    info = read_method_info(artifact_dir)
+    if info["method"] in PEFT_METHODS:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base_model, artifact_dir)
+    if info["method"] == "full":
+        raise TunelabError(f"{artifact_dir}: a full fine-tune is a whole model, not an overlay")
+    method_cfg = MethodConfig.model_validate(
+        {"name": info["method"], info["method"]: info["settings"]}
+    )
+    model = apply_method(base_model, method_cfg, info["task"])
+    load_trainable_state_dict(model, load_file(str(artifact_dir / WEIGHTS_FILE)))
+    return model
+
+
+def _artifact_model_cfg(artifact_dir: Path, info: dict[str, Any]) -> ModelConfig:
+    """The base model's config; a full fine-tune loads from the artifact itself."""
+    stored = ModelConfig.model_validate(info["model"])
+    if info["method"] == "full":
+        return stored.model_copy(
+            update={"name_or_path": str(artifact_dir), "gguf_file": None, "tokenizer": None}
+        )
+    return stored
+
+
+def _base_path(model_cfg: ModelConfig) -> str:
+    """The resolved base model location: an absolute local directory, or the hub id."""
+    source = model_source(model_cfg)
+    path = Path(source)
+    return str(path.resolve()) if path.is_dir() else source
+
+
+def _portable_model_cfg(model_cfg: ModelConfig) -> dict[str, Any]:
+    """The model config with relative local paths made absolute (pkg:// and hub ids kept)."""
+    data = model_cfg.model_dump()
+    for key in ("name_or_path", "tokenizer", "cache_dir"):
+        value = data[key]
+        if value and not value.startswith(PKG_PREFIX) and resolve_path(value).exists():
+            data[key] = str(resolve_path(value).resolve())
+    return data
+
+
+def _label_names(model: nn.Module) -> list[str] | None:
+    config = getattr(model, "config", None)
+    id2label = getattr(config, "id2label", None)
+    if not id2label:
+        return None
+    return [id2label[i] for i in sorted(id2label)]
+
+
+def write_model_card(run_dir: str | Path, cfg: RunConfig, metrics: dict[str, Any] | None) -> Path:
+    """Write ``RUN_DIR/README.md``: base model, method, data and metrics."""
+    settings = cfg.method.settings.model_dump() if cfg.method.settings else {}
+    data_path = cfg.data.path if isinstance(cfg.data.path, str) else ", ".join(cfg.data.path)
+    lines = [
+        f"# {Path(cfg.output.dir).name}",
+        "",
+        "Fine-tuned with tunelab.",
+        "",
+        "## Base model",
+        "",
+        f"- `{cfg.model.name_or_path}`"
+        + (f" (GGUF `{cfg.model.gguf_file}`, dequantised)" if cfg.model.gguf_file else ""),
+        f"- task: {cfg.task}",
+        "",
+        "## Method",
+        "",
+        f"- {cfg.method.name}",
+        *(f"- {key}: `{value}`" for key, value in settings.items()),
+        "",
+        "## Data",
+        "",
+        f"- path: `{data_path}`",
+        f"- format: {cfg.data.format}, max_length: {cfg.data.max_length}",
+        "",
+        "## Training",
+        "",
+        f"- lr {cfg.train.lr:g}, batch size {cfg.train.batch_size}, "
+        f"epochs {cfg.train.epochs:g}, max_steps {cfg.train.max_steps}, seed {cfg.train.seed}",
+        "",
+        "## Metrics",
+        "",
+    ]
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {key} | {_fmt(value)} |" for key, value in metrics.items()]
+    else:
+        lines.append("No metrics recorded yet.")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import tunelab",
+        f"loaded = tunelab.load({str(cfg.run_dir)!r})",
+        'print(tunelab.predict(loaded, ["your text"]))',
+        "```",
+        "",
+    ]
+    path = Path(run_dir) / "README.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else f"`{json.dumps(value)}`"

@@ -1,0 +1,38 @@
+"""Prefix tuning through PEFT."""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+
+from tunelab.config import PrefixTuningSettings, Task
+from tunelab.errors import TunelabError
+from tunelab.methods.lora import peft_task_type
+
+
+def apply_prefix_tuning(model: nn.Module, settings: PrefixTuningSettings, task: Task) -> nn.Module:
+    """Prepend trainable key/value prefixes to every attention layer (optionally via an MLP)."""
+    from peft import PrefixTuningConfig, get_peft_model
+
+    if task == "classification" and not _takes_past_key_values(model):
+        raise TunelabError(
+            f"method prefix_tuning: {type(model).__name__} takes no past key values, which "
+            "prefix tuning for classification needs; use prompt_tuning or lora instead"
+        )
+    kwargs = {}
+    if settings.encoder_hidden_size:
+        kwargs["encoder_hidden_size"] = settings.encoder_hidden_size
+    config = PrefixTuningConfig(
+        task_type=peft_task_type(task),
+        num_virtual_tokens=settings.num_virtual_tokens,
+        prefix_projection=settings.reparameterize,
+        **kwargs,
+    )
+    return get_peft_model(model, config)
+
+
+def _takes_past_key_values(model: nn.Module) -> bool:
+    """PEFT's SEQ_CLS prefix tuning passes the prefix as ``past_key_values`` to the backbone."""
+    modules = (model, getattr(model, "base_model", model))
+    return any("past_key_values" in inspect.signature(m.forward).parameters for m in modules)

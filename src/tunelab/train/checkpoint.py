@@ -1,0 +1,199 @@
+"""Atomic training checkpoints: ``RUN_DIR/checkpoints/step-N/``.
+
+A checkpoint holds, all without pickle:
+
+- ``trainable.safetensors``: the trainable weights (``tunelab.methods.trainable_state_dict``)
+- ``optimizer.safetensors`` + ``optimizer.json``: optimizer tensors, and its scalars/groups
+- ``rng.safetensors``: torch (and CUDA) RNG states
+- ``state.json``: step, epoch, batch position, seed, config hash, loop counters, early
+  stopping, scheduler, loss scaler, python and numpy RNG states
+
+Each is written into a temporary sibling directory renamed into place at the end
+(:func:`tunelab.io.atomic_dir`), so a crash never leaves a ``step-N`` that resume would load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tunelab.config import RunConfig
+from tunelab.io import atomic_dir
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+STATE_FILE = "state.json"
+# train.* keys that do not change the trajectory of the weights: resume may change them.
+UNHASHED_TRAIN_KEYS = (
+    "eval_every",
+    "save_every",
+    "keep_last",
+    "log_every",
+    "report_to",
+    "num_workers",
+    "eval_batch_size",
+    "compile",
+    "early_stopping",
+)
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """Hash of the training-relevant config (model, data, method, train minus logging keys)."""
+    relevant = cfg.model_dump(mode="json", include={"model", "data", "method", "train"})
+    for key in UNHASHED_TRAIN_KEYS:
+        relevant["train"].pop(key)
+    text = json.dumps(relevant, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (``step-N`` with a ``state.json``), oldest first."""
+    root = checkpoints_dir(run_dir)
+    found = []
+    for path in root.iterdir() if root.is_dir() else []:
+        match = STEP_DIR.match(path.name)
+        if match and (path / STATE_FILE).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+) -> Path:
+    """Write a checkpoint of ``model``'s trainable weights, ``optimizer`` and ``state``."""
+    from tunelab.methods import trainable_state_dict
+
+    tensors, meta = _flatten_optimizer(optimizer.state_dict())
+    rng_tensors, rng_meta = capture_rng()
+    with atomic_dir(path) as tmp:
+        save_file(trainable_state_dict(model), str(tmp / "trainable.safetensors"))
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "optimizer.json").write_text(json.dumps(meta), encoding="utf-8")
+        save_file(rng_tensors, str(tmp / "rng.safetensors"))
+        full_state = {**state, "rng": rng_meta}
+        (tmp / STATE_FILE).write_text(json.dumps(full_state, indent=1), encoding="utf-8")
+    return Path(path)
+
+
+def load_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Restore weights, optimizer and RNG states from ``path``; return its ``state.json``."""
+    from tunelab.methods import load_trainable_state_dict
+
+    path = Path(path)
+    load_trainable_state_dict(model, load_file(str(path / "trainable.safetensors")))
+    meta = json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
+    optimizer.load_state_dict(
+        _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), meta)
+    )
+    state = read_state(path)
+    restore_rng(load_file(str(path / "rng.safetensors")), state["rng"])
+    return state
+
+
+def load_weights(path: Path, model: nn.Module) -> None:
+    """Load only the trainable weights of a checkpoint into ``model``."""
+    from tunelab.methods import load_trainable_state_dict
+
+    load_trainable_state_dict(model, load_file(str(Path(path) / "trainable.safetensors")))
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int, keep_steps: set[int]) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints and those in ``keep_steps``."""
+    found = list_checkpoints(run_dir)
+    newest = {step for step, _ in found[-keep_last:]}
+    for step, path in found:
+        if step not in newest and step not in keep_steps:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_partial(run_dir: Path) -> None:
+    """Remove temporary directories left by a checkpoint write that never finished."""
+    root = checkpoints_dir(run_dir)
+    for path in root.glob(".step-*") if root.is_dir() else []:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- optimizer
+
+
+def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors (``pid.key``) and JSON metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, entry in sd["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    meta = {"param_groups": sd["param_groups"], "scalars": scalars, "pids": list(sd["state"])}
+    return tensors, meta
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict:
+    state: dict[int, dict[str, Any]] = {int(pid): {} for pid in meta["pids"]}
+    for name, value in tensors.items():
+        pid, key = name.split(".", 1)
+        state[int(pid)][key] = value
+    for pid, values in meta["scalars"].items():
+        state[int(pid)].update(values)
+    groups = [
+        {**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]
+    ]
+    return {"state": state, "param_groups": groups}
+
+
+# ----------------------------------------------------------------------------- RNG
+
+
+def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Torch/CUDA RNG states as tensors; python and numpy states as JSON."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    meta = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+    }
+    return tensors, meta
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))

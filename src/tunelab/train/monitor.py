@@ -1,0 +1,145 @@
+"""Progress bar, ``metrics.jsonl``, experiment trackers and the end-of-run summary."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from tunelab.errors import TunelabError
+
+METRICS_FILE = "metrics.jsonl"
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """Fail at start, with the install command, when a requested tracker is missing."""
+    for name in report_to:
+        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
+            raise TunelabError(
+                f"train.report_to lists {name}, but {name} is not installed; "
+                f"`pip install {TRACKER_PACKAGES[name]}` or remove it from train.report_to"
+            )
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: allocated GPU memory on CUDA, else peak RSS."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def truncate_metrics(run_dir: Path, after_step: int) -> None:
+    """Drop ``metrics.jsonl`` lines logged after ``after_step`` (work lost since a checkpoint)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= after_step]
+    path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+
+
+class Monitor:
+    """Logs to the progress bar, ``metrics.jsonl`` and Accelerate's trackers (main process)."""
+
+    def __init__(
+        self, run_dir: Path, accelerator: Any, console: Console, total_steps: int, start: int
+    ) -> None:
+        self.path = Path(run_dir) / METRICS_FILE
+        self.accelerator = accelerator
+        self.main = accelerator.is_main_process
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("epoch {task.fields[epoch]:.2f}  loss {task.fields[loss]:.4f}"),
+            TextColumn("lr {task.fields[lr]:.2e}  {task.fields[tps]:,.0f} tok/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not self.main,
+        )
+        self.task = self.progress.add_task(
+            "train",
+            total=total_steps,
+            completed=start,
+            epoch=0.0,
+            loss=float("nan"),
+            lr=0.0,
+            tps=0.0,
+        )
+
+    def __enter__(self) -> Monitor:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def advance(self, step: int, record: dict[str, float]) -> None:
+        """Move the bar to ``step`` showing the latest step's numbers."""
+        self.progress.update(
+            self.task,
+            completed=step,
+            epoch=record["epoch"],
+            loss=record["loss"],
+            lr=record["lr"],
+            tps=record["tokens_per_s"],
+        )
+
+    def log(self, kind: str, step: int, values: dict[str, Any]) -> None:
+        """Append ``{"type": kind, "step": step, **values}`` to metrics.jsonl and trackers."""
+        if not self.main:
+            return
+        record = {"type": kind, "step": step, **values}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        prefix = "train/" if kind == "train" else ""
+        scalars = {
+            f"{prefix}{k}": v
+            for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        self.accelerator.log(scalars, step=step)
+
+    def message(self, text: str) -> None:
+        if self.main:
+            self.progress.console.print(text)
+
+
+def print_summary(console: Console, summary: dict[str, Any], run_dir: Path) -> None:
+    """The end-of-run table: time, throughput, memory, best metric, artifacts."""
+    table = Table(title="training summary", show_header=False)
+    best = summary.get("best_metric")
+    rows = [
+        ("wall time", f"{summary['wall_time_s']:.1f} s"),
+        ("steps", f"{summary['steps']}"),
+        ("train tokens/s", f"{summary['tokens_per_s']:,.0f}"),
+        ("peak memory", f"{summary['peak_memory_mb']:,.0f} MB"),
+        ("trainable params", f"{summary['trainable_params']:,} / {summary['total_params']:,}"),
+        (
+            "best " + summary["best_metric_name"],
+            f"{best:.4f} at step {summary['best_step']}" if best is not None else "n/a",
+        ),
+        ("final artifact", str(Path(run_dir) / "model")),
+        ("run directory", str(run_dir)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)

@@ -1,0 +1,90 @@
+"""Helpers for the training tests: small data files and run configs on the tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+
+from conftest import corpus_lines
+from tunelab.config import RunConfig, load_config
+
+LABELS = ("sport", "tech", "film")
+
+
+def write_text_data(path: Path, n: int = 96, seed: int = 1) -> Path:
+    """Plain-text LM data with uneven line lengths."""
+    with path.open("w", encoding="utf-8") as fh:
+        for line in corpus_lines(n, seed):
+            fh.write(json.dumps({"text": line}) + "\n")
+    return path
+
+
+def write_classification_data(path: Path, n: int = 96, seed: int = 2) -> Path:
+    """Three-class data whose label follows the first word (learnable)."""
+    with path.open("w", encoding="utf-8") as fh:
+        for i, line in enumerate(corpus_lines(n, seed)):
+            label = LABELS[i % 3]
+            fh.write(json.dumps({"text": f"{label} {line}", "label": label}) + "\n")
+    return path
+
+
+def lm_config(
+    model_dir: Path, data: Path, out: Path, train: dict[str, Any] | None = None, **sections: Any
+) -> RunConfig:
+    """A LoRA causal-LM run on the tiny Llama (no end-of-run evaluation)."""
+    return load_config(lm_raw(model_dir, data, out, train, **sections))
+
+
+def lm_raw(
+    model_dir: Path, data: Path, out: Path, train: dict[str, Any] | None = None, **sections: Any
+) -> dict[str, Any]:
+    """The raw config dict of :func:`lm_config` (``data_extra`` merges into ``data``)."""
+    extra = sections.pop("data_extra", {})
+    return {
+        "model": {"name_or_path": str(model_dir)},
+        "data": {
+            "path": str(data),
+            "format": "text",
+            "max_length": 48,
+            "cache_dir": str(out.parent / "data-cache"),
+            **extra,
+        },
+        "method": {"name": "lora", "lora": {"r": 4}},
+        "train": {"batch_size": 4, "lr": 5e-3, "report_to": [], **(train or {})},
+        "eval": {"at_end": False},
+        "output": {"dir": str(out)},
+        **sections,
+    }
+
+
+def cls_config(
+    model_dir: Path, data: Path, out: Path, train: dict[str, Any] | None = None, **sections: Any
+) -> RunConfig:
+    """A full fine-tuning classification run on the tiny BERT."""
+    raw = {
+        "model": {"name_or_path": str(model_dir)},
+        "data": {
+            "path": str(data),
+            "format": "classification",
+            "max_length": 48,
+            "cache_dir": str(out.parent / "data-cache"),
+        },
+        "method": {"name": "full"},
+        "train": {"batch_size": 8, "lr": 2e-3, "report_to": [], **(train or {})},
+        "eval": {"at_end": False},
+        "output": {"dir": str(out)},
+        **sections,
+    }
+    return load_config(raw)
+
+
+def metrics(run_dir: Path, kind: str = "train") -> list[dict[str, Any]]:
+    lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def checkpoint_weights(run_dir: Path, step: int) -> dict:
+    return load_file(str(Path(run_dir) / "checkpoints" / f"step-{step}" / "trainable.safetensors"))
