@@ -267,7 +267,7 @@ def prepare_assets(work: Path, quick: bool, workloads: set[str]) -> Assets:
         lengths = [len(x) for x in train["input_ids"]]
         info = assets.data[workload]
         info.update(examples=str(out), mean_length=statistics.fmean(lengths), n=len(lengths))
-        info["matmul_params"] = count_matmul_params(
+        info["matmul_params"], info["head_params"] = count_matmul_params(
             assets.model_dirs[workload], workload == "minilm"
         )
         info["label_names"] = prepared.label_names
@@ -519,15 +519,18 @@ def batch_sizes(batch: dict[str, Any]) -> tuple[int, int]:
     return tokens, samples
 
 
-def count_matmul_params(model_dir: str, classify: bool) -> int:
-    """Weights used in matmuls per token (every nn.Linear, LM head included), on the meta device."""
+def count_matmul_params(model_dir: str, classify: bool) -> tuple[int, int]:
+    """Weights used in matmuls per token (every nn.Linear), and those of the LM head (0 for
+    classification), counted on the meta device."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     config = AutoConfig.from_pretrained(model_dir)
     auto = AutoModelForSequenceClassification if classify else AutoModelForCausalLM
     with torch.device("meta"):
-        return matmul_params(auto.from_config(config))
+        model = auto.from_config(config)
+    head = 0 if classify else model.get_output_embeddings().weight.numel()
+    return matmul_params(model), head
 
 
 def matmul_params(model: Any) -> int:
@@ -590,23 +593,28 @@ def run_job(assets: Assets, job: Job, round_: int) -> dict[str, Any]:
     return result
 
 
-def summarise(job: Job, result: dict[str, Any], peak: float, matmul: int) -> dict[str, float]:
-    """Timed-window throughput of one run (steps after the warm-up).
+def summarise(
+    job: Job, result: dict[str, Any], peak: float, info: dict[str, Any]
+) -> dict[str, float]:
+    """Throughput of one run over its timed steps (the steps after the warm-up).
 
-    MFU counts 2 FLOPs per matmul weight per real token forward, 2 for the input gradients and,
-    for full fine-tuning, 2 for the weight gradients (frozen LoRA bases need none).
+    MFU counts the FLOPs the task needs, the same for every system: per real token 2 FLOPs per
+    matmul weight forward, 2 for the input gradients and, for full fine-tuning, 2 for the
+    weight gradients (frozen LoRA bases need none); the LM head only for loss-bearing tokens.
+    Padding and other extra work therefore lower it.
     """
     steps = result["steps"]
     timed = steps[job.warmup :]
     seconds = timed[-1]["t"] - steps[job.warmup - 1]["t"]
     loss_tokens = sum(s["loss_tokens"] for s in timed)
     tokens = sum(s["tokens"] for s in timed)
-    flops_per_token = (6 if job.method == "full" else 4) * matmul
+    body, head = info["matmul_params"] - info["head_params"], info["head_params"]
+    flops = (6 if job.method == "full" else 4) * (body * tokens + head * loss_tokens)
     return {
         "loss_tok_s": loss_tokens / seconds,
         "tok_s": tokens / seconds,
         "samples_s": sum(s["samples"] for s in timed) / seconds,
-        "mfu": flops_per_token * tokens / seconds / (peak * 1e9),
+        "mfu": flops / seconds / (peak * 1e9),
         "rss_mb": result["peak_rss_mb"],
     }
 
@@ -702,10 +710,8 @@ def report(
         if not runs:
             print(f"{job.key:34} FAILED: {results[job.key][0].get('error')}")
             continue
-        matmul = data[job.workload]["matmul_params"]
-        summaries = [summarise(job, r, peak[job.precision], matmul) for r in runs]
-        row = {k: statistics.median(s[k] for s in summaries) for k in summaries[0]}
-        row["rss_mb"] = max(s["rss_mb"] for s in summaries)
+        summaries = [summarise(job, r, peak[job.precision], data[job.workload]) for r in runs]
+        row = {k: max(s[k] for s in summaries) for k in summaries[0]}  # best round
         row["loss"] = loss_at_tokens(runs[0]["steps"], budgets[group_of(job)])
         rows[job.key] = row
         timed = f"{len(runs)}x{job.steps - job.warmup}"
@@ -713,8 +719,9 @@ def report(
             f"{job.key:34} {row['loss_tok_s']:10.0f} {row['samples_s']:9.2f} {row['tok_s']:7.0f} "
             f"{row['mfu']:6.1%} {row['rss_mb']:7.0f} {row['loss']:8.4f} {timed:>5}"
         )
-    print("(steps: rounds x timed steps per round; loss@eqT: token-weighted training loss over")
-    print(" the second half of the loss tokens every system of the same row group has seen)")
+    print("(steps: rounds x timed steps per round; throughput of the best round, RSS the highest;")
+    print(" loss@eqT: token-weighted training loss over the second half of the loss tokens that")
+    print(" every system of the same row group has seen; MFU of the useful FLOPs, see summarise)")
     print_targets(rows, bf16_loss_ratio(results))
     if "llama/lora/bf16/tunelab" not in rows:
         print(

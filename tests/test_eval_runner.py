@@ -147,10 +147,16 @@ def test_evaluate_5000_classification_rows_bounded(tmp_path, tiny_bert_dir):
     assert out["artifact_size_mb"] is None and out["model_size_mb"] > 0
     assert out["latency_p95_ms"] >= out["latency_p50_ms"] > 0
     # the config target runs the same evaluation of the base model, limited by max_samples
+    # (a seeded sample of the split, not its first rows)
     again = evaluate(config, overrides=["eval.max_samples=300"])
-    assert len(_read_jsonl(tmp_path / "run" / "predictions.jsonl")) == 300
-    assert again["accuracy"] == pytest.approx(np.mean(
-        [p["label"] == p["prediction"] for p in preds[:300]]))  # fmt: skip
+    sampled = _read_jsonl(tmp_path / "run" / "predictions.jsonl")
+    assert len(sampled) == 300
+    assert again["accuracy"] == pytest.approx(
+        np.mean([p["label"] == p["prediction"] for p in sampled])
+    )
+    full_run = {(p["text"], p["prediction"]) for p in preds}
+    assert {(p["text"], p["prediction"]) for p in sampled} <= full_run
+    assert [p["text"] for p in sampled] != [p["text"] for p in preds[:300]]
 
 
 def test_metric_choice_checked_against_task(tmp_path, tiny_llama_dir):

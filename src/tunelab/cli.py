@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,9 @@ def _main(
 ) -> None:
     _state["debug"] = debug
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not debug:  # library deprecation notices are not the user's problem
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def _load(config: Path, overrides: list[str] | None):

@@ -201,7 +201,8 @@ def save_results(
     stopper: EarlyStopping,
     console: Console,
 ) -> dict[str, Any] | None:
-    """Main process: artifact, train_summary.json, summary table, final eval, model card."""
+    """Main process: artifact, train_summary.json, summary table, final eval, model card,
+    and the prompting baseline when ``eval.prompting_baseline`` is set."""
     from tunelab.methods import save_artifact, write_model_card
 
     save_artifact(model, cfg, cfg.run_dir / "model", tokenizer, prepared.label_names)
@@ -214,6 +215,10 @@ def save_results(
         final_metrics = evaluate_model(cfg, model, tokenizer, prepared, console=console)
     best = {cfg.train.early_stopping.metric: stopper.best} if stopper.best is not None else {}
     write_model_card(cfg.run_dir, cfg, {**best, **(final_metrics or {})})
+    if cfg.eval.prompting_baseline:
+        from tunelab.evaluate import compare_prompting
+
+        compare_prompting(cfg, console=console)
     return final_metrics
 
 
