@@ -309,9 +309,10 @@ class StepLog:
 
     def count(self, batch: dict[str, Any]) -> None:
         labels = batch["labels"]
-        if labels.dim() == 1:  # classification
-            tokens = int(batch["attention_mask"].sum())
-            self.batches.append((tokens, tokens, labels.shape[0]))
+        if labels.dim() == 1:  # classification: the loss-bearing items are the examples
+            self.batches.append(
+                (labels.shape[0], int(batch["attention_mask"].sum()), labels.shape[0])
+            )
             return
         loss_tokens = int((labels[:, 1:] != -100).sum())
         if "position_ids" in batch and "attention_mask" not in batch:  # TRL padding-free
@@ -638,6 +639,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="Rounds of the full run.")
     parser.add_argument("--work-dir", default="/tmp/tunelab-bench", help="Scratch directory.")
     parser.add_argument("--report", help="Only print the report of a saved results.json.")
+    parser.add_argument("--only", help="Run only this group, e.g. llama/lora (a rerun).")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -651,10 +653,13 @@ def main() -> None:
 
     started = time.perf_counter()
     groups = plan(args.quick, args.rounds, cpu_has_native_bf16())
+    if args.only:
+        groups = [g for g in groups if f"{g[0].workload}/{g[0].method}" == args.only]
     jobs = [job for group in groups for job in group]
     assets = prepare_assets(Path(args.work_dir), args.quick, {j.workload for j in jobs})
     print_setup(assets)
-    saved_path = assets.work / "results.json"
+    suffix = f"-{args.only.replace('/', '-')}" if args.only else ""
+    saved_path = assets.work / f"results{suffix}.json"
     results: Results = {j.key: [] for j in jobs}
     for group in groups:
         for round_ in range(group[0].rounds):

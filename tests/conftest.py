@@ -168,3 +168,9 @@ def tiny_gpt2_dir(tmp_path_factory, tokenizer_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory, tokenizer_dir) -> Path:
     return _save_tiny("bert", tmp_path_factory.mktemp("tiny_bert"), tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache_dir(tmp_path_factory) -> Path:
+    """One GGUF dequantisation cache for the whole session (SmolLM2 takes ~25 s to convert)."""
+    return tmp_path_factory.mktemp("smollm2_cache")

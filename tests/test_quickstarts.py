@@ -1,0 +1,80 @@
+"""Short versions of the three real-data examples (few steps, small subsets), end to end.
+
+The full runs and their figures are documented in README.md and docs/evaluation.md; these
+tests check that each example config works offline: prepare -> train -> evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunelab.config import load_config
+from tunelab.train import train
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(name: str, tmp_path: Path, *overrides: str) -> dict:
+    cfg = load_config(
+        EXAMPLES / name,
+        [f"output.dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}", *overrides],
+    )
+    result = train(cfg)
+    assert result.stop_reason == "completed"
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["steps"] == result.steps > 0
+    return json.loads((tmp_path / "run" / "eval_results.json").read_text())
+
+
+@pytest.mark.integration
+def test_quickstart_minilm_lora_bbc_news(tmp_path):
+    results = _run(
+        "quickstart.yaml",
+        tmp_path,
+        "data.max_samples=240",
+        "train.max_steps=6",
+        "train.eval_every=3",
+        "data.max_length=64",
+    )
+    metrics = results["metrics"]
+    assert set(metrics) >= {"accuracy", "f1_macro", "f1_micro", "auc", "latency_p50_ms"}
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert results["num_examples"] == 25  # 10% of 240 rows, rounded per label (5 labels)
+
+
+@pytest.mark.integration
+def test_smollm2_chat_lora_on_chatterbot(tmp_path, smollm2_cache_dir):
+    results = _run(
+        "smollm2-chat-lora.yaml",
+        tmp_path,
+        f"model.cache_dir={smollm2_cache_dir}",
+        "data.max_samples=80",
+        "train.max_steps=2",
+        "train.batch_size=4",
+        "train.eval_every=2",
+        "data.max_length=96",
+        "eval.max_samples=3",
+        "eval.generation.max_new_tokens=8",
+    )
+    metrics = results["metrics"]
+    for name in ("rougeL", "bleu", "meteor", "perplexity"):
+        assert name in metrics, sorted(metrics)
+    assert metrics["perplexity"] > 1.0
+
+
+@pytest.mark.integration
+def test_zh_inews_sentiment(tmp_path):
+    results = _run(
+        "zh-inews-sentiment.yaml",
+        tmp_path,
+        "data.max_samples=150",
+        "train.max_steps=3",
+        "train.eval_every=3",
+        "data.max_length=64",
+        "eval.max_samples=30",
+    )
+    assert set(results["metrics"]) >= {"accuracy", "f1_macro"}
+    assert results["num_examples"] == 30
