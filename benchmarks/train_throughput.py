@@ -621,12 +621,13 @@ def summarise(
 
 
 def loss_at_tokens(steps: list[dict[str, float]], budget: int) -> float:
-    """Token-weighted mean training loss over the steps in the second half of ``budget``."""
+    """Token-weighted mean training loss of the steps that overlap the second half of
+    ``budget`` loss tokens."""
     seen, num, den = 0, 0.0, 0
     for s in steps:
         if seen >= budget:
             break
-        if seen >= budget / 2:
+        if seen + s["loss_tokens"] > budget / 2:
             num += s["loss"] * s["loss_tokens"]
             den += s["loss_tokens"]
         seen += s["loss_tokens"]
@@ -721,7 +722,7 @@ def report(
         rows[job.key] = row
         timed = f"{len(runs)}x{job.steps - job.warmup}"
         print(
-            f"{job.key:34} {row['loss_tok_s']:10.0f} {row['samples_s']:9.2f} {row['tok_s']:7.0f} "
+            f"{job.key:34} {row['loss_tok_s']:10.1f} {row['samples_s']:9.2f} {row['tok_s']:7.0f} "
             f"{row['mfu']:6.1%} {row['rss_mb']:7.0f} {row['loss']:8.4f} {timed:>5}"
         )
     print("(steps: rounds x timed steps per round; throughput of the best round, RSS the highest;")

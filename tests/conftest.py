@@ -102,32 +102,21 @@ def _save_tiny(kind: str, path: Path, tokenizer_path: Path) -> Path:
     }
     vocab = len(tok)
     torch.manual_seed(0)
+    decoder = {  # the same tiny shape for Llama and Qwen2
+        "vocab_size": vocab,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "tie_word_embeddings": False,
+        **ids,
+    }
     if kind == "llama":
-        cfg = LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-            tie_word_embeddings=False,
-            **ids,
-        )
-        model = LlamaForCausalLM(cfg)
+        model = LlamaForCausalLM(LlamaConfig(**decoder))
     elif kind == "qwen2":
-        cfg = Qwen2Config(
-            vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-            tie_word_embeddings=False,
-            **ids,
-        )
-        model = Qwen2ForCausalLM(cfg)
+        model = Qwen2ForCausalLM(Qwen2Config(**decoder))
     elif kind == "gpt2":
         cfg = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=256, **ids)
         model = GPT2LMHeadModel(cfg)
