@@ -90,7 +90,8 @@ def print_trainable_summary(summary: TrainableSummary, console: Console) -> None
         f"trainable parameters: {summary.trainable:,} / {summary.total:,} ({summary.percent:.3f}%)"
     )
     for name, count in summary.modules[:40]:
-        console.print(f"  {name}  {count:,}")
+        shown = name.removeprefix("base_model.model.").replace(".default.", ".")
+        console.print(f"  {shown}  {count:,}", soft_wrap=True, highlight=False)
     if len(summary.modules) > 40:
         console.print(f"  ... and {len(summary.modules) - 40} more groups")
 
