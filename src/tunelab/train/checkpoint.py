@@ -84,14 +84,22 @@ def save_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
+    write: bool = True,
 ) -> Path:
-    """Write a checkpoint of ``model``'s trainable weights, ``optimizer`` and ``state``."""
+    """Write a checkpoint of ``model``'s trainable weights, ``optimizer`` and ``state``.
+
+    With FSDP every process calls this (weights and optimizer state are gathered whole);
+    only the one with ``write=True`` (the main process) writes.
+    """
     from tunelab.methods import trainable_state_dict
 
+    weights = trainable_state_dict(model)
     tensors, meta = _flatten_optimizer(optimizer.state_dict())
+    if not write:
+        return Path(path)
     rng_tensors, rng_meta = capture_rng()
     with atomic_dir(path) as tmp:
-        save_file(trainable_state_dict(model), str(tmp / "trainable.safetensors"))
+        save_file(weights, str(tmp / "trainable.safetensors"))
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         (tmp / "optimizer.json").write_text(json.dumps(meta), encoding="utf-8")
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
@@ -103,15 +111,17 @@ def save_checkpoint(
 def load_checkpoint(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:
-    """Restore weights, optimizer and RNG states from ``path``; return its ``state.json``."""
+    """Restore weights, optimizer and RNG states from ``path``; return its ``state.json``.
+
+    With FSDP every process calls this and keeps its own shard of each tensor.
+    """
     from tunelab.methods import load_trainable_state_dict
 
     path = Path(path)
     load_trainable_state_dict(model, load_file(str(path / "trainable.safetensors")))
     meta = json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
-    optimizer.load_state_dict(
-        _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), meta)
-    )
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, meta, _optimizer_params(optimizer)))
     state = read_state(path)
     restore_rng(load_file(str(path / "rng.safetensors")), state["rng"])
     return state
@@ -143,25 +153,38 @@ def remove_partial(run_dir: Path) -> None:
 # ----------------------------------------------------------------------------- optimizer
 
 
+def _optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The optimizer's parameters in state-dict order (its ids are positions in this list)."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state dict into tensors (``pid.key``) and JSON metadata."""
+    """Split an optimizer state dict into whole tensors (``pid.key``) and JSON metadata."""
+    from tunelab.train.sharding import full_tensor
+
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for pid, entry in sd["state"].items():
         for key, value in entry.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+                tensors[f"{pid}.{key}"] = full_tensor(value.detach()).cpu().contiguous()
             else:
                 scalars.setdefault(str(pid), {})[key] = value
     meta = {"param_groups": sd["param_groups"], "scalars": scalars, "pids": list(sd["state"])}
     return tensors, meta
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict:
+def _unflatten_optimizer(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], params: list[torch.Tensor]
+) -> dict:
+    """The optimizer state dict again; state shaped like a sharded parameter is re-sharded."""
+    from tunelab.train.sharding import shard_like
+
     state: dict[int, dict[str, Any]] = {int(pid): {} for pid in meta["pids"]}
-    for name, value in tensors.items():
+    for name in sorted(tensors):  # the same order on every process (re-sharding is collective)
         pid, key = name.split(".", 1)
-        state[int(pid)][key] = value
+        value, param = tensors[name], params[int(pid)]
+        state[int(pid)][key] = shard_like(value, param) if value.shape == param.shape else value
     for pid, values in meta["scalars"].items():
         state[int(pid)].update(values)
     groups = [

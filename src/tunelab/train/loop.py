@@ -31,6 +31,7 @@ from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.monitor import Monitor
 from tunelab.train.objective import Batch, LossFn, input_tokens, loss_items
 from tunelab.train.sampler import LengthGroupedBatchSampler
+from tunelab.train.sharding import full_tensor, is_sharded, no_gradient_sync
 from tunelab.train.signals import StopRequest, stop_on_signals
 
 Metrics = dict[str, float]
@@ -169,7 +170,8 @@ def train_step(loop: Loop, micro: list[Batch]) -> StepResult:
     finite = math.isfinite(loss)
     if finite:
         max_norm = loop.cfg.max_grad_norm or float("inf")
-        grad_norm = float(accelerator.clip_grad_norm_(loop.model.parameters(), max_norm))
+        norm = accelerator.clip_grad_norm_(loop.model.parameters(), max_norm)
+        grad_norm = float(full_tensor(norm))
         # with an fp16 loss scaler, inf gradients are expected: the scaler skips those steps
         finite = math.isfinite(grad_norm) or getattr(accelerator, "scaler", None) is not None
     if finite:
@@ -195,7 +197,7 @@ def accumulate_gradients(
     loss_sum = torch.zeros((), device=accelerator.device)
     for i, batch in enumerate(micro):
         last = i == len(micro) - 1
-        with nullcontext() if last else accelerator.no_sync(model):
+        with nullcontext() if last else no_gradient_sync(accelerator, model):
             with accelerator.autocast():
                 loss, _ = loss_fn(model, batch)
             accelerator.backward(loss * scale)
@@ -255,12 +257,15 @@ def should_validate(loop: Loop, step: int, epoch_end: bool) -> bool:
 
 
 def validate(loop: Loop) -> Metrics:
-    """Validation metrics, computed on the main process and shared with the others."""
+    """Validation metrics, computed on the main process and shared with the others.
+
+    A sharded (FSDP) model needs every process in each forward pass, so there all run it.
+    """
     from accelerate.utils import broadcast_object_list
 
     accelerator = loop.accelerator
     metrics: list[Metrics | None] = [None]
-    if accelerator.is_main_process:
+    if accelerator.is_main_process or is_sharded(loop.model):
         model = accelerator.unwrap_model(loop.model)
         model.eval()
         with torch.no_grad(), accelerator.autocast():
@@ -289,20 +294,24 @@ def stop_everywhere(accelerator: Any, request: StopRequest) -> bool:
 
 
 def save(loop: Loop, state: LoopState, stopper: EarlyStopping) -> None:
-    """Write ``checkpoints/step-N`` (main process) and prune old ones, keeping the best."""
+    """Write ``checkpoints/step-N`` and prune old ones, keeping the best.
+
+    Every process takes part (FSDP gathers shards); the main process writes.
+    """
     accelerator = loop.accelerator
+    scaler = getattr(accelerator, "scaler", None)
+    info = {
+        **loop.checkpoint_info,
+        "step": state.step,
+        "loop": asdict(state),
+        "early_stopping": stopper.state_dict(),
+        "scheduler": loop.scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+    }
+    path = checkpoints_dir(loop.run_dir) / f"step-{state.step}"
+    model = accelerator.unwrap_model(loop.model)
+    save_checkpoint(path, model, loop.optimizer, info, write=accelerator.is_main_process)
     if accelerator.is_main_process:
-        scaler = getattr(accelerator, "scaler", None)
-        info = {
-            **loop.checkpoint_info,
-            "step": state.step,
-            "loop": asdict(state),
-            "early_stopping": stopper.state_dict(),
-            "scheduler": loop.scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-        }
-        path = checkpoints_dir(loop.run_dir) / f"step-{state.step}"
-        save_checkpoint(path, accelerator.unwrap_model(loop.model), loop.optimizer, info)
         keep = {stopper.best_step} if stopper.best_step is not None else set()
         prune_checkpoints(loop.run_dir, loop.cfg.keep_last, keep)
     accelerator.wait_for_everyone()

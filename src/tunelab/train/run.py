@@ -41,6 +41,7 @@ from tunelab.train.optim import build_optimizer
 from tunelab.train.precision import compile_model, precision_warning
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.schedule import build_scheduler
+from tunelab.train.sharding import fsdp_requested, is_sharded, shard_model
 from tunelab.train.validate import make_validator, validation_loader
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -97,10 +98,11 @@ def train(
         return TrainResult(cfg.run_dir, None, reason, state.step, stopper.best, stopper.best_step)
 
     # the final artifact is the best checkpoint by the early-stopping metric (else the last)
-    model = accelerator.unwrap_model(loop.model)
-    if stopper.best_step is not None:
+    model = final_model(cfg, accelerator, loop.model, prepared.label_names)
+    if model is not None and stopper.best_step is not None:
         load_weights(checkpoints_dir(cfg.run_dir) / f"step-{stopper.best_step}", model)
-    summary = run_summary(cfg, state, stopper, params, accelerator.num_processes, started)
+    summary = run_summary(cfg, state, stopper, params, accelerator, started)
+    summary["fsdp_sharded"] = is_sharded(accelerator.unwrap_model(loop.model))
     final_metrics = None
     if accelerator.is_main_process:
         final_metrics = save_results(cfg, model, tokenizer, prepared, summary, stopper, console)
@@ -125,6 +127,27 @@ def build_model(cfg: RunConfig, label_names: list[str] | None) -> nn.Module:
     return model
 
 
+def final_model(
+    cfg: RunConfig, accelerator: Any, model: nn.Module, label_names: list[str] | None
+) -> nn.Module | None:
+    """The trained model, whole, on the main process (None on the others when sharded).
+
+    A sharded (FSDP) model's trained weights are gathered into a fresh unsharded copy, so
+    saving and evaluating it need no other process.
+    """
+    from tunelab.methods import load_trainable_state_dict, trainable_state_dict
+
+    model = accelerator.unwrap_model(model)
+    if not is_sharded(model):
+        return model
+    weights = trainable_state_dict(model)  # every process takes part in the gathering
+    if not accelerator.is_main_process:
+        return None
+    whole = build_model(cfg, label_names)
+    load_trainable_state_dict(whole, weights)
+    return whole
+
+
 def build_loop(
     cfg: RunConfig,
     accelerator: Any,
@@ -136,13 +159,19 @@ def build_loop(
     """Data, optimizer, schedule and validation around the (prepared) model."""
     data = train_data(cfg, splits["train"], model, pad_token_id, accelerator)
     total_steps = total_steps_for(cfg.train, data.batches_per_epoch)
+    shard_here = fsdp_requested() and accelerator.distributed_type.value == "MULTI_CPU"
+    if shard_here:  # Accelerate does not apply FSDP on CPU: tunelab shards the model itself
+        model = shard_model(model)
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train, total_steps)
     if cfg.train.compile:
         model, message = compile_model(model)
         if accelerator.is_main_process:
             console.print(message)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if shard_here:
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     validator = None
     if "validation" in splits:
         batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
@@ -169,7 +198,7 @@ def run_summary(
     state: LoopState,
     stopper: EarlyStopping,
     params: Any,
-    world_size: int,
+    accelerator: Any,
     started: float,
 ) -> dict[str, Any]:
     """The numbers of ``train_summary.json``."""
@@ -187,7 +216,8 @@ def run_summary(
         "best_step": stopper.best_step,
         "trainable_params": params.trainable,
         "total_params": params.total,
-        "world_size": world_size,
+        "world_size": accelerator.num_processes,
+        "distributed_type": accelerator.distributed_type.value,
         "precision": cfg.train.precision,
     }
 
@@ -239,10 +269,10 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
     if cfg.train.report_to:
         accelerator.init_trackers("tunelab", config=flat_hparams(cfg))
     notes = [precision_warning(cfg.train.precision, accelerator.device.type)]
-    if accelerator.distributed_type.value in ("FSDP", "DEEPSPEED"):
+    if accelerator.distributed_type.value == "DEEPSPEED":
         notes.append(
-            f"{accelerator.distributed_type.value} is untested with tunelab's loop; checkpoints "
-            "and resume assume replicated parameters (DDP), see docs/distributed.md"
+            "DeepSpeed is untested with tunelab's loop; checkpoints and resume assume "
+            "replicated parameters or FSDP, see docs/distributed.md"
         )
     for note in filter(None, notes):
         if accelerator.is_main_process:
