@@ -89,7 +89,7 @@ def plan(quick: bool, rounds: int, native_bf16: bool) -> list[list[Job]]:
     about 40x slower than fp32 (the report then shows the measured bf16 matmul speed).
     """
     if quick:
-        lm = {"steps": 4, "warmup": 1, "rounds": 1}
+        lm = {"steps": 3, "warmup": 1, "rounds": 1}
         return [
             [Job(s, "llama", **lm) for s in ("tunelab", "hf", "trl")],
             [Job(s, "minilm", **minilm_steps(quick), rounds=1) for s in ("tunelab", "hf")],
