@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -102,8 +103,7 @@ def train(
     model = final_model(cfg, accelerator, loop.model, prepared.label_names)
     if model is not None and stopper.best_step is not None:
         load_weights(checkpoints_dir(cfg.run_dir) / f"step-{stopper.best_step}", model)
-    summary = run_summary(cfg, state, stopper, params, accelerator, started)
-    summary["fsdp_sharded"] = is_sharded(accelerator.unwrap_model(loop.model))
+    summary = run_summary(cfg, state, stopper, params, loop, started)
     final_metrics = None
     if accelerator.is_main_process:
         final_metrics = save_results(cfg, model, tokenizer, prepared, summary, stopper, console)
@@ -201,10 +201,11 @@ def run_summary(
     state: LoopState,
     stopper: EarlyStopping,
     params: Any,
-    accelerator: Any,
+    loop: Loop,
     started: float,
 ) -> dict[str, Any]:
     """The numbers of ``train_summary.json``."""
+    accelerator = loop.accelerator
     return {
         "wall_time_s": time.perf_counter() - started,
         "steps": state.step,
@@ -221,6 +222,7 @@ def run_summary(
         "total_params": params.total,
         "world_size": accelerator.num_processes,
         "distributed_type": accelerator.distributed_type.value,
+        "fsdp_sharded": is_sharded(accelerator.unwrap_model(loop.model)),
         "precision": cfg.train.precision,
     }
 
@@ -281,8 +283,6 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
 
 def refuse_deepspeed() -> None:
     """Stop at start under an Accelerate DeepSpeed config (not supported, see the message)."""
-    import os
-
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         raise TunelabError(
             "DeepSpeed is not supported by tunelab's training loop yet (its engine steps the "
