@@ -241,6 +241,7 @@ def run_config(assets: Assets, job: Job, out_dir: Path, rows_per_step: int) -> d
             "packing": not classify,
             "group_by_length": True,
             "loss_chunk_size": None if classify else 1024,
+            "fast_dropout": True,
         },
         "eval": {"at_end": False},
         "output": {"dir": str(out_dir)},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -158,3 +160,25 @@ def test_use_fast_dropout_on_bert_keeps_eval_outputs_and_trains():
     first.loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_train_fast_dropout_switch_changes_the_masks_not_the_learning(tiny_bert_dir, tmp_path):
+    """``train.fast_dropout`` swaps the dropout in a real run: the same seed gives a different
+    (still finite, still decreasing) loss curve than torch's dropout, and repeats exactly."""
+    from train_helpers import cls_config, metrics, write_classification_data
+    from tunelab.train import train
+
+    data = write_classification_data(tmp_path / "cls.jsonl", n=64)
+    split = {"train": 1.0, "validation": 0.0, "test": 0.0}
+    settings = {"max_steps": 6, "dropout": 0.1, "attention_dropout": 0.1}
+    curves = {}
+    for name, fast in (("torch", False), ("fast", True), ("fast_again", True)):
+        cfg = cls_config(tiny_bert_dir, data, tmp_path / name, {**settings, "fast_dropout": fast})
+        cfg.data.split.train, cfg.data.split.validation, cfg.data.split.test = split.values()
+        train(cfg, resume=False)
+        curves[name] = [r["loss"] for r in metrics(tmp_path / name)]
+    assert curves["fast"] != curves["torch"]
+    assert curves["fast"] == curves["fast_again"]
+    for losses in curves.values():
+        assert len(losses) == 6 and all(map(math.isfinite, losses))
+        assert losses[-1] < losses[0]

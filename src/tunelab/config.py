@@ -450,9 +450,10 @@ class TrainConfig(Section):
     )
     compile: bool = Field(default=False, description="torch.compile the model (falls back).")
     fast_dropout: bool = Field(
-        default=True,
+        default=False,
         description="On CPU, draw dropout masks from cheap random bits and keep SDPA attention "
-        "fused when no dropout applies (same drop probability to 2^-16; see docs/performance.md).",
+        "fused when no dropout applies (same drop probability to 2^-16; opt-in, see "
+        "docs/performance.md).",
     )
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
 
