@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-import yaml
 
-from train_helpers import checkpoint_weights, lm_raw, metrics, write_text_data
+from train_helpers import checkpoint_weights, launch_train, lm_raw, metrics, write_text_data
 from tunelab.config import load_config
 from tunelab.train import train
 
@@ -34,24 +30,8 @@ def raw_config(tiny_llama_dir, data, out, batch_size):
 def test_two_processes_match_one(tiny_llama_dir, tmp_path):
     data = write_text_data(tmp_path / "text.jsonl", n=48)
     ddp_raw = raw_config(tiny_llama_dir, data, tmp_path / "ddp", batch_size=2)
-    config_path = tmp_path / "ddp.yaml"
-    config_path.write_text(yaml.safe_dump(ddp_raw))
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-    ]
-    done = subprocess.run(
-        [*command, "-m", "tunelab.cli", "train", str(config_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun = ["torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = launch_train(torchrun, ddp_raw, tmp_path / "ddp.yaml")
     ddp_dir = tmp_path / "ddp"
     summary = json.loads((ddp_dir / "train_summary.json").read_text())
     assert summary["world_size"] == 2

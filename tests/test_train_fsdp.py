@@ -8,17 +8,20 @@ its checkpoints and artifact must equal that run's, and a resume must re-shard e
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from safetensors.torch import load_file
 
-from train_helpers import checkpoint_weights, lm_raw, metrics, write_text_data
+from train_helpers import (
+    checkpoint_weights,
+    launch_train,
+    lm_raw,
+    metrics,
+    stopped_run,
+    write_text_data,
+)
 from tunelab.config import load_config
 from tunelab.train import train
 
@@ -45,17 +48,9 @@ def raw_config(tiny_llama_dir, data, out, batch_size):
 
 
 def launch_fsdp(raw: dict, config_path: Path) -> subprocess.CompletedProcess:
-    config_path.write_text(yaml.safe_dump(raw))
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG)]
-    done = subprocess.run(
-        [*launch, "-m", "tunelab.cli", "train", str(config_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    return launch_train(
+        ["accelerate.commands.launch", "--config_file", str(FSDP_CONFIG)], raw, config_path
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
 
 
 def max_diff(a: dict, b: dict) -> float:
@@ -115,10 +110,7 @@ def test_fsdp_checkpoints_hold_whole_tensors(runs):
 
 def test_fsdp_resume_reshards_exactly(runs, tiny_llama_dir):
     root, data, _ = runs
-    resumed = root / "resumed"
-    (resumed / "checkpoints").mkdir(parents=True)
-    shutil.copytree(root / "fsdp" / "checkpoints" / "step-2", resumed / "checkpoints" / "step-2")
-    shutil.copy(root / "fsdp" / "metrics.jsonl", resumed / "metrics.jsonl")
+    resumed = stopped_run(root / "fsdp", 2, root / "resumed")
     done = launch_fsdp(raw_config(tiny_llama_dir, data, resumed, 2), root / "resumed.yaml")
     assert "resuming from" in done.stdout
     assert [r["loss"] for r in metrics(resumed)] == pytest.approx(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
-from train_helpers import checkpoint_weights, lm_config, metrics, write_text_data
+from train_helpers import checkpoint_weights, lm_config, metrics, stopped_run, write_text_data
 from tunelab.train import train
 
 # 32 train rows / batch 4 = 8 micro-batches = 4 steps per epoch: 10 steps cross 2 epoch ends
@@ -52,11 +50,8 @@ def test_same_seed_same_loss_curve(reference, tiny_llama_dir):
 
 def test_resume_from_step_k_matches_uninterrupted_run(reference, tiny_llama_dir):
     root, data, full = reference
-    resumed_dir = root / "resumed"
-    (resumed_dir / "checkpoints").mkdir(parents=True)
     # the state of a run stopped right after step 6 (mid-epoch 2): its checkpoint and metrics
-    shutil.copytree(root / "a" / "checkpoints" / "step-6", resumed_dir / "checkpoints" / "step-6")
-    shutil.copy(root / "a" / "metrics.jsonl", resumed_dir / "metrics.jsonl")
+    resumed_dir = stopped_run(root / "a", 6, root / "resumed")
     result = train(config(tiny_llama_dir, data, resumed_dir), resume=None)  # auto-resume
     assert result.steps == 10
     ref = {r["step"]: r for r in metrics(root / "a")}

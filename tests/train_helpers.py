@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from safetensors.torch import load_file
 
 from conftest import corpus_lines
@@ -88,3 +93,28 @@ def metrics(run_dir: Path, kind: str = "train") -> list[dict[str, Any]]:
 
 def checkpoint_weights(run_dir: Path, step: int) -> dict:
     return load_file(str(Path(run_dir) / "checkpoints" / f"step-{step}" / "trainable.safetensors"))
+
+
+def launch_train(launcher: list[str], raw: dict[str, Any], config_path: Path):
+    """Run ``tunelab train`` on ``raw`` (written to ``config_path``) under a multi-process
+    launcher (torchrun, accelerate launch); one thread per process; must succeed."""
+    config_path.write_text(yaml.safe_dump(raw))
+    done = subprocess.run(
+        [sys.executable, "-m", *launcher, "-m", "tunelab.cli", "train", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def stopped_run(source: Path, step: int, target: Path) -> Path:
+    """``target`` holding what a run stopped right after ``step`` leaves: the step-N
+    checkpoint and the metrics of ``source`` (the later lines are truncated on resume)."""
+    (target / "checkpoints").mkdir(parents=True)
+    name = f"step-{step}"
+    shutil.copytree(source / "checkpoints" / name, target / "checkpoints" / name)
+    shutil.copy(source / "metrics.jsonl", target / "metrics.jsonl")
+    return target
