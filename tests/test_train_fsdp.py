@@ -117,14 +117,3 @@ def test_fsdp_resume_reshards_exactly(runs, tiny_llama_dir):
         [r["loss"] for r in metrics(root / "fsdp")], abs=1e-6
     )
     assert max_diff(checkpoint_weights(resumed, 4), checkpoint_weights(root / "fsdp", 4)) < 1e-6
-
-
-def test_deepspeed_launch_is_refused_with_a_pointer_to_fsdp(tiny_llama_dir, tmp_path, monkeypatch):
-    from tunelab.errors import TunelabError
-
-    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    data = write_text_data(tmp_path / "text.jsonl", n=16)
-    cfg = load_config(raw_config(tiny_llama_dir, data, tmp_path / "ds", 2))
-    with pytest.raises(TunelabError, match=r"DeepSpeed is not supported.*fsdp\.yaml"):
-        train(cfg)
-    assert not (tmp_path / "ds" / "checkpoints").exists()

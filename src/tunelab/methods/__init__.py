@@ -99,12 +99,13 @@ def print_trainable_summary(summary: TrainableSummary, console: Console) -> None
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Exactly the trainable tensors, keyed by parameter name (detached, contiguous).
 
-    For an FSDP-sharded model the tensors are gathered whole: every process must call this.
+    For a sharded model (FSDP2, DeepSpeed ZeRO) the tensors are gathered whole: every process
+    must call this.
     """
-    from tunelab.train.sharding import full_tensor
+    from tunelab.train.sharding import gather_param
 
     return {
-        name: full_tensor(param.detach()).contiguous()
+        name: gather_param(param).contiguous()
         for name, param in model.named_parameters()
         if param.requires_grad
     }
@@ -113,7 +114,7 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def load_trainable_state_dict(model: nn.Module, state_dict: dict[str, Any]) -> None:
     """Copy ``state_dict`` into the trainable parameters; the key sets must match exactly.
 
-    Full tensors are cut into each process's shard of an FSDP-sharded model (a collective).
+    Full tensors are cut into each process's shard of a sharded model (a collective).
     """
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     missing = sorted(set(params) - set(state_dict))
@@ -123,11 +124,10 @@ def load_trainable_state_dict(model: nn.Module, state_dict: dict[str, Any]) -> N
             f"trained weights do not fit this model: {len(missing)} missing "
             f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
         )
-    from tunelab.train.sharding import shard_like
+    from tunelab.train.sharding import assign_param
 
-    with torch.no_grad():
-        for name, param in params.items():
-            param.copy_(shard_like(state_dict[name], param))
+    for name, param in params.items():
+        assign_param(param, state_dict[name])
 
 
 def __getattr__(name: str) -> Any:

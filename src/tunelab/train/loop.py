@@ -4,7 +4,8 @@ Each optimizer step takes ``gradient_accumulation_steps`` micro-batches. Their l
 items (tokens for causal LM, examples for classification) are counted first and summed over
 all processes; every micro-batch's summed loss is then scaled by ``world_size / total`` before
 backward (DDP averages gradients over processes), so the step's gradient is the mean over
-every loss item of the global batch, however the items fall into micro-batches.
+every loss item of the global batch, however the items fall into micro-batches. Under
+DeepSpeed the engine reduces, clips and updates (``tunelab.train.zero``).
 After the step: log, validate (every ``eval_every`` steps and at each epoch end), keep the
 best checkpoint, save every ``save_every`` steps, and stop early or on SIGINT/SIGTERM.
 """
@@ -31,8 +32,9 @@ from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.monitor import Monitor
 from tunelab.train.objective import Batch, LossFn, input_tokens, loss_items
 from tunelab.train.sampler import LengthGroupedBatchSampler
-from tunelab.train.sharding import full_tensor, is_sharded, no_gradient_sync
+from tunelab.train.sharding import forward_needs_all, full_tensor, no_gradient_sync
 from tunelab.train.signals import StopRequest, stop_on_signals
+from tunelab.train.zero import engine_of, zero_backward, zero_step
 
 Metrics = dict[str, float]
 
@@ -168,13 +170,17 @@ def train_step(loop: Loop, micro: list[Batch]) -> StepResult:
     )
     grad_norm = float("nan")
     finite = math.isfinite(loss)
-    if finite:
+    engine = engine_of(loop.model)
+    if finite and engine is not None:  # DeepSpeed: the engine clips and updates
+        grad_norm = zero_step(engine)
+        finite = math.isfinite(grad_norm)
+    elif finite:
         max_norm = loop.cfg.max_grad_norm or float("inf")
         norm = accelerator.clip_grad_norm_(loop.model.parameters(), max_norm)
         grad_norm = float(full_tensor(norm))
         # with an fp16 loss scaler, inf gradients are expected: the scaler skips those steps
         finite = math.isfinite(grad_norm) or getattr(accelerator, "scaler", None) is not None
-    if finite:
+    if finite and engine is None:
         optimizer.step()
     lr = loop.cfg.lr * loop.scheduler.get_last_lr()[0] / loop.scheduler.base_lrs[0]
     loop.scheduler.step()
@@ -200,11 +206,20 @@ def accumulate_gradients(
         with nullcontext() if last else no_gradient_sync(accelerator, model):
             with accelerator.autocast():
                 loss, _ = loss_fn(model, batch)
-            accelerator.backward(loss * scale)
+            backward(accelerator, model, loss * scale, last)
         loss_sum += loss.detach().float()
     tokens = torch.tensor(float(sum(input_tokens(b) for b in micro)), device=accelerator.device)
     totals = accelerator.reduce(torch.stack([loss_sum, tokens]), "sum")
     return totals[0].item() / max(total_items, 1.0), int(total_items), int(totals[1].item())
+
+
+def backward(accelerator: Any, model: nn.Module, loss: torch.Tensor, last: bool) -> None:
+    """Backward one micro-batch (through the DeepSpeed engine when there is one)."""
+    engine = engine_of(model)
+    if engine is not None:
+        zero_backward(engine, loss, boundary=last)
+    else:
+        accelerator.backward(loss)
 
 
 def advance(state: LoopState, result: StepResult, n_batches: int, per_epoch: int) -> None:
@@ -259,14 +274,14 @@ def should_validate(loop: Loop, step: int, epoch_end: bool) -> bool:
 def validate(loop: Loop) -> Metrics:
     """Validation metrics, computed on the main process and shared with the others.
 
-    A sharded (FSDP) model needs every process in each forward pass, so there all run it.
+    A sharded model (FSDP, ZeRO-3) needs every process in each forward pass: there all run it.
     """
     from accelerate.utils import broadcast_object_list
 
     accelerator = loop.accelerator
     metrics: list[Metrics | None] = [None]
-    if accelerator.is_main_process or is_sharded(loop.model):
-        model = accelerator.unwrap_model(loop.model)
+    model = accelerator.unwrap_model(loop.model)
+    if accelerator.is_main_process or forward_needs_all(model):
         model.eval()
         with torch.no_grad(), accelerator.autocast():
             metrics = [loop.validate(model)]
@@ -296,7 +311,7 @@ def stop_everywhere(accelerator: Any, request: StopRequest) -> bool:
 def save(loop: Loop, state: LoopState, stopper: EarlyStopping) -> None:
     """Write ``checkpoints/step-N`` and prune old ones, keeping the best.
 
-    Every process takes part (FSDP gathers shards); the main process writes.
+    Every process takes part (FSDP and ZeRO gather shards); the main process writes.
     """
     accelerator = loop.accelerator
     scaler = getattr(accelerator, "scaler", None)

@@ -89,15 +89,15 @@ def supports_chunked_loss(model: nn.Module) -> bool:
 
     Not for PEFT prompt/prefix tuning (virtual tokens are injected by the PEFT wrapper's
     forward), for models that post-process logits (soft-capping, logit scale), or for models
-    wrapped in DistributedDataParallel or sharded with FSDP (calling the inner decoder would
-    skip the wrapper's gradient synchronisation or the root's parameter gathering); those use
-    :func:`causal_lm_loss`.
+    wrapped in DistributedDataParallel or a DeepSpeed engine or sharded with FSDP (calling the
+    inner decoder would skip the wrapper's gradient synchronisation or the parameter
+    gathering); those use :func:`causal_lm_loss`.
     """
     from tunelab.train.sharding import is_sharded
 
     if isinstance(model, nn.parallel.DistributedDataParallel) or is_sharded(model):
         return False
-    if "FullyShardedDataParallel" in type(model).__name__:  # FSDP1 wrapper
+    if type(model).__name__ in ("FullyShardedDataParallel", "DeepSpeedEngine"):
         return False
     peft_config = getattr(model, "active_peft_config", None)
     if peft_config is not None and peft_config.is_prompt_learning:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -43,8 +42,18 @@ from tunelab.train.optim import build_optimizer
 from tunelab.train.precision import compile_model, precision_warning
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.schedule import build_scheduler
-from tunelab.train.sharding import fsdp_requested, is_sharded, shard_model
+from tunelab.train.sharding import fsdp_requested, is_sharded, needs_gathering, shard_model
 from tunelab.train.validate import make_validator, validation_loader
+from tunelab.train.zero import (
+    ZeroOptimizerState,
+    check_deepspeed,
+    configure_engine,
+    deepspeed_requested,
+    end_zero3_model_init,
+    fix_process_count,
+    zero_offload,
+    zero_stage,
+)
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -133,14 +142,15 @@ def final_model(
 ) -> nn.Module | None:
     """The trained model, whole, on the main process (None on the others when sharded).
 
-    A sharded (FSDP) model's trained weights are gathered into a fresh unsharded copy, so
-    saving and evaluating it need no other process.
+    A sharded (FSDP, DeepSpeed ZeRO) model's trained weights are gathered into a fresh
+    unsharded copy, so saving and evaluating it need no other process.
     """
     from tunelab.methods import load_trainable_state_dict, trainable_state_dict
 
     model = accelerator.unwrap_model(model)
-    if not is_sharded(model):
+    if not needs_gathering(model):
         return model
+    end_zero3_model_init()
     weights = trainable_state_dict(model)  # every process takes part in the gathering
     if not accelerator.is_main_process:
         return None
@@ -173,6 +183,11 @@ def build_loop(
             console.print(message)
     if shard_here:
         optimizer = accelerator.prepare(optimizer)
+    elif deepspeed_requested():  # the engine partitions the optimizer: see tunelab.train.zero
+        configure_engine(accelerator, cfg.train)
+        params = [list(group["params"]) for group in optimizer.param_groups]
+        model, optimizer = accelerator.prepare(model, optimizer)
+        optimizer = ZeroOptimizerState(model.optimizer, params)
     else:
         model, optimizer = accelerator.prepare(model, optimizer)
     validator = None
@@ -223,6 +238,8 @@ def run_summary(
         "world_size": accelerator.num_processes,
         "distributed_type": accelerator.distributed_type.value,
         "fsdp_sharded": is_sharded(accelerator.unwrap_model(loop.model)),
+        "zero_stage": zero_stage(loop.model),
+        "zero_offload": zero_offload(loop.model),
         "precision": cfg.train.precision,
     }
 
@@ -263,15 +280,19 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
     from accelerate.state import AcceleratorState
 
     check_trackers(cfg.train.report_to)
-    refuse_deepspeed()
+    deepspeed = deepspeed_requested()
+    if deepspeed:
+        check_deepspeed(cfg.train)
 
     AcceleratorState._reset_state()  # a new run in the same process may change precision
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
+        cpu=not torch.cuda.is_available() and not deepspeed,  # DeepSpeed also runs on CPU
         mixed_precision=PRECISION[cfg.train.precision],
         log_with=list(cfg.train.report_to) or None,
         project_dir=str(cfg.run_dir / "tensorboard"),
     )
+    if deepspeed:
+        fix_process_count(accelerator)
     if cfg.train.report_to:
         accelerator.init_trackers("tunelab", config=flat_hparams(cfg))
     notes = [precision_warning(cfg.train.precision, accelerator.device.type)]
@@ -279,18 +300,6 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
         if accelerator.is_main_process:
             console.print(f"[yellow]warning:[/] {note}")
     return accelerator
-
-
-def refuse_deepspeed() -> None:
-    """Stop at start under an Accelerate DeepSpeed config (not supported, see the message)."""
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        raise TunelabError(
-            "DeepSpeed is not supported by tunelab's training loop yet (its engine steps the "
-            "optimizer inside backward and saves its partitioned optimizer state only as "
-            "pickled .pt files); for sharded training launch with FSDP instead: accelerate "
-            "launch --config_file examples/accelerate/fsdp.yaml -m tunelab.cli train CONFIG "
-            "(see docs/distributed.md)"
-        )
 
 
 def flat_hparams(cfg: RunConfig) -> dict[str, Any]:

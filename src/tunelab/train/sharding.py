@@ -1,4 +1,4 @@
-"""Sharded parameters (FSDP2): shard on CPU, gather full tensors for checkpoints, re-shard.
+"""Sharded parameters (FSDP2, DeepSpeed ZeRO): shard on CPU, gather whole tensors, re-shard.
 
 Under FSDP2 every parameter (and its optimizer state) is a ``DTensor`` holding one shard per
 process. Checkpoints store full tensors, so they look the same as a single-process
@@ -10,6 +10,9 @@ On GPUs, ``accelerate launch`` with an FSDP config shards the model in
 ``accelerator.prepare``. Accelerate ignores FSDP on a CPU-only machine (it falls back to
 DDP), so there :func:`shard_model` applies ``fully_shard`` itself, the way Accelerate's
 ``TRANSFORMER_BASED_WRAP`` does: each transformer block, then the root.
+
+:func:`gather_param` and :func:`assign_param` also cover DeepSpeed ZeRO parameters
+(``tunelab.train.zero``), so checkpoints look the same under either.
 """
 
 from __future__ import annotations
@@ -57,6 +60,38 @@ def full_tensor(value: Any) -> Any:
     return value.full_tensor() if isinstance(value, DTensor) else value
 
 
+def needs_gathering(model: nn.Module) -> bool:
+    """True when ``model``'s weights live partly on other processes (FSDP2 or DeepSpeed ZeRO)."""
+    from tunelab.train.zero import is_zero_param
+
+    return is_sharded(model) or any(is_zero_param(p) for p in model.parameters())
+
+
+def forward_needs_all(model: nn.Module) -> bool:
+    """True when a forward pass needs every process (FSDP2 or ZeRO-3 gather parameters)."""
+    return is_sharded(model) or any(hasattr(p, "ds_id") for p in model.parameters())
+
+
+def gather_param(param: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a parameter: gathered under FSDP2 or ZeRO (collective), else itself."""
+    from tunelab.train.zero import gather_zero, is_zero_param
+
+    if is_zero_param(param):
+        return gather_zero(param)
+    return full_tensor(param.detach())
+
+
+def assign_param(param: torch.Tensor, value: torch.Tensor) -> None:
+    """Set a parameter from a whole tensor, keeping only this process's shard (collective)."""
+    from tunelab.train.zero import assign_zero, is_zero_param
+
+    if is_zero_param(param):
+        assign_zero(param, value)
+        return
+    with torch.no_grad():
+        param.copy_(shard_like(value, param))
+
+
 def shard_like(full: torch.Tensor, like: Any) -> Any:
     """``full`` cut to ``like``'s local shard when ``like`` is a ``DTensor``, else ``full``."""
     from torch.distributed.tensor import DTensor, distribute_tensor
@@ -70,7 +105,11 @@ def shard_like(full: torch.Tensor, like: Any) -> Any:
 @contextmanager
 def no_gradient_sync(accelerator: Any, model: nn.Module) -> Iterator[None]:
     """Skip the gradient all-reduce / reduce-scatter of a micro-batch that is not the last."""
-    if is_sharded(model):
+    from tunelab.train.zero import engine_of
+
+    if engine_of(model) is not None:  # the engine's accumulation boundary does this
+        yield
+    elif is_sharded(model):
         model.set_requires_gradient_sync(False)
         try:
             yield
