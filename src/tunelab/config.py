@@ -418,6 +418,12 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         default="fp32", description="Mixed precision through Accelerate (bf16 works on CPU)."
     )
+    fp16_initial_scale: float = Field(
+        default=65536.0,
+        gt=0,
+        description="fp16 only: initial loss scale (halved at each overflow, whose update is "
+        "skipped; doubled after 2000 steps without one).",
+    )
     eval_every: PositiveInt | None = Field(
         default=None, description="Validate every N optimizer steps (and at each epoch end)."
     )

@@ -104,6 +104,8 @@ class StepResult:
     loss_items: int
     input_tokens: int
     finite: bool
+    overflow: bool = False  # the fp16 loss scaler skipped this update (and lowered its scale)
+    loss_scale: float | None = None
 
 
 def total_steps_for(cfg: TrainConfig, batches_per_epoch: int) -> int:
@@ -133,6 +135,7 @@ def fit(loop: Loop, state: LoopState, stopper: EarlyStopping, monitor: Monitor) 
             monitor.advance(state.step, record)
             if not result.finite:
                 handle_nonfinite(cfg, state, result, monitor)
+            state.skipped_steps += result.overflow
             if state.step % cfg.log_every == 0:
                 monitor.log("train", state.step, record)
 
@@ -171,6 +174,8 @@ def train_step(loop: Loop, micro: list[Batch]) -> StepResult:
     grad_norm = float("nan")
     finite = math.isfinite(loss)
     engine = engine_of(loop.model)
+    scaler = accelerator.scaler  # fp16 loss scaling, else None
+    scale = scaler.get_scale() if scaler is not None else None
     if finite and engine is not None:  # DeepSpeed: the engine clips and updates
         grad_norm = zero_step(engine)
         finite = math.isfinite(grad_norm)
@@ -179,13 +184,16 @@ def train_step(loop: Loop, micro: list[Batch]) -> StepResult:
         norm = accelerator.clip_grad_norm_(loop.model.parameters(), max_norm)
         grad_norm = float(full_tensor(norm))
         # with an fp16 loss scaler, inf gradients are expected: the scaler skips those steps
-        finite = math.isfinite(grad_norm) or getattr(accelerator, "scaler", None) is not None
+        finite = math.isfinite(grad_norm) or scaler is not None
+    overflow = False
     if finite and engine is None:
         optimizer.step()
+        # an overflow skips the update and lowers the scale (fused optimizers skip internally)
+        overflow = scaler is not None and scaler.get_scale() < scale
     lr = loop.cfg.lr * loop.scheduler.get_last_lr()[0] / loop.scheduler.base_lrs[0]
     loop.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss, lr, grad_norm, n_items, n_tokens, finite)
+    return StepResult(loss, lr, grad_norm, n_items, n_tokens, finite, overflow, scale)
 
 
 def accumulate_gradients(
@@ -235,7 +243,7 @@ def advance(state: LoopState, result: StepResult, n_batches: int, per_epoch: int
 
 def step_record(loop: Loop, state: LoopState, result: StepResult) -> Metrics:
     """What is logged for a step."""
-    return {
+    record = {
         "epoch": state.epoch + state.batch_in_epoch / loop.data.batches_per_epoch,
         "loss": result.loss,
         "lr": result.lr,
@@ -243,6 +251,9 @@ def step_record(loop: Loop, state: LoopState, result: StepResult) -> Metrics:
         "loss_items": result.loss_items,
         "tokens_per_s": state.input_tokens / max(state.train_time_s, 1e-9),
     }
+    if result.loss_scale is not None:
+        record["loss_scale"] = result.loss_scale
+    return record
 
 
 def handle_nonfinite(

@@ -12,6 +12,7 @@ import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -90,6 +91,18 @@ def precision_warning(precision: str, device: str = "cpu") -> str | None:
             "so bf16 is emulated and much slower than fp32; use fp32 here"
         )
     return None
+
+
+def enable_cpu_fp16(accelerator: Any, init_scale: float) -> None:
+    """fp16 autocast and loss scaling on CPU, as Accelerate sets them up on GPUs.
+
+    Accelerate turns neither on for a CPU device, so ``precision: fp16`` would silently train
+    in fp32. Call before ``prepare``: ``accelerator.autocast()`` and the prepared model's
+    forward then run under torch's CPU fp16 autocast, and ``backward``, ``clip_grad_norm_``
+    and the prepared optimizer use a CPU ``GradScaler`` (overflow steps are skipped).
+    """
+    accelerator.native_amp = True
+    accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
 
 
 def compile_model(model: nn.Module) -> tuple[nn.Module, str]:

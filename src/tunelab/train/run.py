@@ -39,7 +39,7 @@ from tunelab.train.monitor import (
 )
 from tunelab.train.objective import loss_fn_for
 from tunelab.train.optim import build_optimizer
-from tunelab.train.precision import compile_model, precision_warning
+from tunelab.train.precision import compile_model, enable_cpu_fp16, precision_warning
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.schedule import build_scheduler
 from tunelab.train.sharding import fsdp_requested, is_sharded, needs_gathering, shard_model
@@ -278,6 +278,7 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
     """An Accelerator for ``train.precision`` with the trackers of ``train.report_to``."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
+    from accelerate.utils import GradScalerKwargs
 
     check_trackers(cfg.train.report_to)
     deepspeed = deepspeed_requested()
@@ -285,14 +286,20 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
         check_deepspeed(cfg.train)
 
     AcceleratorState._reset_state()  # a new run in the same process may change precision
+    fp16 = cfg.train.precision == "fp16"
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available() and not deepspeed,  # DeepSpeed also runs on CPU
         mixed_precision=PRECISION[cfg.train.precision],
         log_with=list(cfg.train.report_to) or None,
         project_dir=str(cfg.run_dir / "tensorboard"),
+        kwargs_handlers=[GradScalerKwargs(init_scale=cfg.train.fp16_initial_scale)]
+        if fp16
+        else None,
     )
     if deepspeed:
         fix_process_count(accelerator)
+    elif fp16 and accelerator.scaler is None:  # CPU: Accelerate would silently run fp32
+        enable_cpu_fp16(accelerator, cfg.train.fp16_initial_scale)
     if cfg.train.report_to:
         accelerator.init_trackers("tunelab", config=flat_hparams(cfg))
     notes = [precision_warning(cfg.train.precision, accelerator.device.type)]
