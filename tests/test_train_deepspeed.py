@@ -91,6 +91,9 @@ def test_zero_matches_one_process(zero_run, one_process):
     assert summary["distributed_type"] == "DEEPSPEED"
     assert (summary["zero_stage"], summary["zero_offload"]) == CONFIGS[name]
     assert summary["steps"] == STEPS
+    one = json.loads((root / "one" / "train_summary.json").read_text())
+    counts = ("trainable_params", "total_params")  # whole sizes, also of ZeRO-3 placeholders
+    assert [summary[k] for k in counts] == [one[k] for k in counts]
     assert done.stdout.count("training summary") == 1  # only the main process prints
     zero_m, one_m = metrics(out), metrics(root / "one")
     assert [r["step"] for r in zero_m] == list(range(1, STEPS + 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -96,12 +97,22 @@ def test_classification_full_best_checkpoint_is_the_artifact(tiny_bert_dir, tmp_
     assert result.best_step in kept and len(kept) <= cfg.train.keep_last + 1
 
 
-def test_missing_tracker_fails_at_start(tiny_bert_dir, tmp_path):
+def test_missing_tracker_fails_at_start(tiny_bert_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if mlflow were not installed
     cfg = cls_config(
         tiny_bert_dir, tmp_path / "none.jsonl", tmp_path / "run", {"report_to": ["mlflow"]}
     )
     with pytest.raises(TunelabError, match="pip install mlflow"):
         train(cfg)
+
+
+def test_tracker_that_cannot_start_is_a_clear_error(tiny_bert_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://tracking")
+    data = write_classification_data(tmp_path / "data.jsonl", n=24)
+    cfg = cls_config(tiny_bert_dir, data, tmp_path / "run", {"report_to": ["mlflow"]})
+    with pytest.raises(TunelabError, match=r"a tracker failed to start .*MLFLOW_TRACKING_URI"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_dropout_override(tiny_bert_dir, tiny_llama_dir):

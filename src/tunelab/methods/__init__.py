@@ -64,14 +64,15 @@ def trainable_summary(model: nn.Module) -> TrainableSummary:
     groups: dict[str, tuple[list[int], int]] = {}
     trainable = total = 0
     for name, param in model.named_parameters():
-        total += param.numel()
+        numel = getattr(param, "ds_numel", None) or param.numel()  # ZeRO-3: whole size
+        total += numel
         if not param.requires_grad:
             continue
-        trainable += param.numel()
+        trainable += numel
         numbers = [int(n) for n in re.findall(r"\.(\d+)\.", name)]
         pattern = re.sub(r"\.(\d+)\.", ".{}.", name, count=1)
         layers, count = groups.get(pattern, ([], 0))
-        groups[pattern] = ([*layers, *numbers[:1]], count + param.numel())
+        groups[pattern] = ([*layers, *numbers[:1]], count + numel)
     modules = [(_collapse(pattern, layers), count) for pattern, (layers, count) in groups.items()]
     return TrainableSummary(trainable, total, modules)
 

@@ -176,16 +176,16 @@ def train_step(loop: Loop, micro: list[Batch]) -> StepResult:
     engine = engine_of(loop.model)
     scaler = accelerator.scaler  # fp16 loss scaling, else None
     scale = scaler.get_scale() if scaler is not None else None
+    overflow = False
     if finite and engine is not None:  # DeepSpeed: the engine clips and updates
-        grad_norm = zero_step(engine)
-        finite = math.isfinite(grad_norm)
+        grad_norm, overflow = zero_step(engine)
+        finite = math.isfinite(grad_norm) or overflow
     elif finite:
         max_norm = loop.cfg.max_grad_norm or float("inf")
         norm = accelerator.clip_grad_norm_(loop.model.parameters(), max_norm)
         grad_norm = float(full_tensor(norm))
         # with an fp16 loss scaler, inf gradients are expected: the scaler skips those steps
         finite = math.isfinite(grad_norm) or scaler is not None
-    overflow = False
     if finite and engine is None:
         optimizer.step()
         # an overflow skips the update and lowers the scale (fused optimizers skip internally)

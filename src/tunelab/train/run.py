@@ -301,12 +301,25 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
     elif fp16 and accelerator.scaler is None:  # CPU: Accelerate would silently run fp32
         enable_cpu_fp16(accelerator, cfg.train.fp16_initial_scale)
     if cfg.train.report_to:
-        accelerator.init_trackers("tunelab", config=flat_hparams(cfg))
+        start_trackers(accelerator, cfg)
     notes = [precision_warning(cfg.train.precision, accelerator.device.type)]
     for note in filter(None, notes):
         if accelerator.is_main_process:
             console.print(f"[yellow]warning:[/] {note}")
     return accelerator
+
+
+def start_trackers(accelerator: Any, cfg: RunConfig) -> None:
+    """Start the trackers of ``train.report_to``; a tracker that cannot start is a clear error."""
+    try:
+        accelerator.init_trackers("tunelab", config=flat_hparams(cfg))
+    except Exception as exc:  # each tracker library raises its own errors
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise TunelabError(
+            f"train.report_to {cfg.train.report_to}: a tracker failed to start "
+            f"({type(exc).__name__}: {first_line}); check its settings (e.g. WANDB_MODE, "
+            "MLFLOW_TRACKING_URI) or remove it from train.report_to"
+        ) from exc
 
 
 def flat_hparams(cfg: RunConfig) -> dict[str, Any]:

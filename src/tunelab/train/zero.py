@@ -115,11 +115,16 @@ def zero_backward(engine: Any, loss: torch.Tensor, boundary: bool) -> None:
     engine.backward(loss, scale_wrt_gas=False)
 
 
-def zero_step(engine: Any) -> float:
-    """Reduce, clip and apply the accumulated gradients; the norm before clipping."""
+def zero_step(engine: Any) -> tuple[float, bool]:
+    """Reduce, clip and apply the accumulated gradients.
+
+    Returns the gradient norm before clipping and whether DeepSpeed's fp16 loss scaler
+    skipped the update (an overflow, which also lowers its scale).
+    """
     engine.step()
     norm = engine.get_global_grad_norm()
-    return float(norm) if norm is not None else float("nan")
+    norm = float(norm) if norm is not None else float("nan")
+    return norm, not engine.was_step_applied()
 
 
 def end_zero3_model_init() -> None:
