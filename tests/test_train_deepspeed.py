@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,13 @@ def test_skip_nonfinite_is_refused_under_deepspeed(tiny_llama_dir, tmp_path, mon
     ):
         train(load_config(raw))
     assert not (tmp_path / "ds" / "checkpoints").exists()
+
+
+def test_missing_deepspeed_is_a_clear_error(tiny_llama_dir, tmp_path, monkeypatch):
+    from tunelab.errors import TunelabError
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # as if it were not installed
+    data = write_text_data(tmp_path / "text.jsonl", n=16)
+    with pytest.raises(TunelabError, match=r"deepspeed is not installed; `pip install deepspeed`"):
+        train(load_config(raw_config(tiny_llama_dir, data, tmp_path / "ds", 2)))
