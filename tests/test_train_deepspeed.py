@@ -170,3 +170,14 @@ def test_missing_deepspeed_is_a_clear_error(tiny_llama_dir, tmp_path, monkeypatc
     data = write_text_data(tmp_path / "text.jsonl", n=16)
     with pytest.raises(TunelabError, match=r"deepspeed is not installed; `pip install deepspeed`"):
         train(load_config(raw_config(tiny_llama_dir, data, tmp_path / "ds", 2)))
+
+
+def test_zero_stage_0_is_refused_with_a_pointer_to_ddp(tiny_llama_dir, tmp_path, monkeypatch):
+    from tunelab.errors import TunelabError
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "0")
+    data = write_text_data(tmp_path / "text.jsonl", n=16)
+    with pytest.raises(TunelabError, match=r"zero_stage 0 is plain data parallelism.*ddp\.yaml"):
+        train(load_config(raw_config(tiny_llama_dir, data, tmp_path / "ds", 2)))
+    assert not (tmp_path / "ds" / "checkpoints").exists()

@@ -47,6 +47,7 @@ from tunelab.train.validate import make_validator, validation_loader
 from tunelab.train.zero import (
     ZeroOptimizerState,
     check_deepspeed,
+    check_zero_stage,
     configure_engine,
     deepspeed_requested,
     end_zero3_model_init,
@@ -298,6 +299,7 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
     )
     if deepspeed:
         fix_process_count(accelerator)
+        check_zero_stage(accelerator)
     elif fp16 and accelerator.scaler is None:  # CPU: Accelerate would silently run fp32
         enable_cpu_fp16(accelerator, cfg.train.fp16_initial_scale)
     if cfg.train.report_to:

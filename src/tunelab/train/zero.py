@@ -72,6 +72,17 @@ def fix_process_count(accelerator: Any) -> None:
     AcceleratorState._shared_state.update(counts)
 
 
+def check_zero_stage(accelerator: Any) -> None:
+    """Refuse ZeRO stage 0 (no partitioning: plain data parallelism, which is DDP's job)."""
+    ds = accelerator.state.deepspeed_plugin.deepspeed_config
+    if ds.get("zero_optimization", {}).get("stage", 0) == 0:
+        raise TunelabError(
+            "DeepSpeed with zero_stage 0 is plain data parallelism, which tunelab runs as DDP: "
+            "launch with examples/accelerate/ddp.yaml, or set zero_stage 1-3 in the DeepSpeed "
+            "config"
+        )
+
+
 def configure_engine(accelerator: Any, cfg: TrainConfig) -> None:
     """Set the engine's batch sizes, accumulation and clipping from ``train.*``."""
     ds = accelerator.state.deepspeed_plugin.deepspeed_config
