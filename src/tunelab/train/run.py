@@ -286,7 +286,9 @@ def make_accelerator(cfg: RunConfig, console: Console) -> Any:
     if deepspeed:
         check_deepspeed(cfg.train)
 
-    AcceleratorState._reset_state()  # a new run in the same process may change precision
+    # a new run in the same process may change precision or launcher (a DeepSpeed run leaves
+    # its type in Accelerate's process state): start clean unless processes are connected
+    AcceleratorState._reset_state(reset_partial_state=not torch.distributed.is_initialized())
     fp16 = cfg.train.precision == "fp16"
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available() and not deepspeed,  # DeepSpeed also runs on CPU
