@@ -15,47 +15,29 @@ import pytest
 from safetensors.torch import load_file
 
 from train_helpers import (
+    SHARDED_STEPS,
+    accelerate_launch,
     checkpoint_weights,
-    launch_train,
-    lm_raw,
+    max_diff,
     metrics,
+    sharded_lm_raw,
     stopped_run,
     write_text_data,
 )
 from tunelab.config import load_config
 from tunelab.train import train
 
-STEPS = 4
+STEPS = SHARDED_STEPS
 REPO = Path(__file__).resolve().parents[1]
 FSDP_CONFIG = REPO / "examples" / "accelerate" / "fsdp.yaml"
 
 
 def raw_config(tiny_llama_dir, data, out, batch_size):
-    train_cfg = {
-        "max_steps": STEPS,
-        "save_every": 2,
-        "eval_every": 2,
-        "keep_last": 10,
-        "batch_size": batch_size,
-        "gradient_accumulation_steps": 2,
-        "lr": 1e-2,
-        "loss_chunk_size": 64,  # must fall back to the standard loss on a sharded model
-    }
-    split = {"split": {"train": 0.8, "validation": 0.2, "test": 0.0}}
-    raw = lm_raw(tiny_llama_dir, data, out, train_cfg, data_extra=split)
-    raw["method"]["lora"]["dropout"] = 0.0  # per-rank dropout masks would differ from 1 process
-    return raw
+    return sharded_lm_raw(tiny_llama_dir, data, out, batch_size)
 
 
 def launch_fsdp(raw: dict, config_path: Path) -> subprocess.CompletedProcess:
-    return launch_train(
-        ["accelerate.commands.launch", "--config_file", str(FSDP_CONFIG)], raw, config_path
-    )
-
-
-def max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    return accelerate_launch(FSDP_CONFIG, raw, config_path)
 
 
 @pytest.fixture(scope="module")

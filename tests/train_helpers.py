@@ -118,3 +118,41 @@ def stopped_run(source: Path, step: int, target: Path) -> Path:
     shutil.copytree(source / "checkpoints" / name, target / "checkpoints" / name)
     shutil.copy(source / "metrics.jsonl", target / "metrics.jsonl")
     return target
+
+
+SHARDED_STEPS = 4  # steps of :func:`sharded_lm_raw`
+
+
+def sharded_lm_raw(
+    model_dir: Path, data: Path, out: Path, batch_size: int, **train_extra: Any
+) -> dict[str, Any]:
+    """A 4-step LoRA run with accumulation, checkpoints and validation every 2 steps, for
+    comparing a multi-process (FSDP, DeepSpeed) run with one process: LoRA dropout is off,
+    since each process would draw its own masks. The chunked loss must fall back."""
+    train = {
+        "max_steps": SHARDED_STEPS,
+        "save_every": 2,
+        "eval_every": 2,
+        "keep_last": 10,
+        "batch_size": batch_size,
+        "gradient_accumulation_steps": 2,
+        "lr": 1e-2,
+        "loss_chunk_size": 64,
+        **train_extra,
+    }
+    split = {"split": {"train": 0.8, "validation": 0.2, "test": 0.0}}
+    raw = lm_raw(model_dir, data, out, train, data_extra=split)
+    raw["method"]["lora"]["dropout"] = 0.0
+    return raw
+
+
+def accelerate_launch(config_file: Path, raw: dict[str, Any], config_path: Path):
+    """``accelerate launch --config_file CONFIG_FILE -m tunelab.cli train`` on ``raw``."""
+    launcher = ["accelerate.commands.launch", "--config_file", str(config_file)]
+    return launch_train(launcher, raw, config_path)
+
+
+def max_diff(a: dict, b: dict) -> float:
+    """Largest absolute difference between two state dicts with the same keys."""
+    assert a.keys() == b.keys()
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
