@@ -139,11 +139,17 @@ def compare_prompting(config: ConfigArg, overrides: OverridesArg = None) -> None
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     out: Annotated[Path, typer.Argument(help="Where to write the standalone model.")],
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an earlier tunelab export in OUT (never other files)."
+        ),
+    ] = False,
 ) -> None:
-    """Write a standalone merged model that loads without tunelab."""
+    """Write a standalone merged model that loads without tunelab (OUT: a new or empty folder)."""
     from tunelab.export import export_run
 
-    export_run(run_dir, out, console=console)
+    export_run(run_dir, out, console=console, overwrite=overwrite)
 
 
 @app.command()

@@ -1,4 +1,11 @@
-"""Atomic file and directory writes: a crash never leaves a half-written output."""
+"""Crash-safe file and directory writes: a crash never leaves a half-written output.
+
+Data is fsynced before each rename and the parent directory after it, so a power loss
+cannot leave an empty file behind a completed rename. Replacing a directory takes two
+renames (``path`` -> ``.path.old``, new -> ``path``); a crash between them leaves only
+``.path.old``, which :func:`recover_dir` (called by the next :func:`atomic_dir` on that
+path, and at the start of a run or an export) renames back.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -37,22 +45,66 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success rename it to ``path``.
 
-    An existing ``path`` is replaced only after the new one is complete. On error the
-    temporary directory is removed and ``path`` is left as it was.
+    An existing ``path`` is replaced only after the new one is complete and on disk. On
+    error the temporary directory is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
+        sync_tree(tmp)
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = old_copy(path)
+            shutil.rmtree(old, ignore_errors=True)  # a leftover beside a complete ``path``
             os.replace(path, old)
+            fsync_dir(path.parent)
             os.replace(tmp, path)
+            fsync_dir(path.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+            fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def old_copy(path: Path) -> Path:
+    """Where :func:`atomic_dir` keeps the previous ``path`` while it swaps in the new one."""
+    return path.with_name(f".{path.name}.old")
+
+
+def recover_dir(path: str | Path) -> bool:
+    """Put back ``path`` from ``.path.old`` when a replace crashed between its renames."""
+    path = Path(path)
+    old = old_copy(path)
+    if path.exists() or not old.is_dir():
+        return False
+    os.replace(old, path)
+    fsync_dir(path.parent)
+    return True
+
+
+def sync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root`` (and ``root`` itself)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(Path(folder))
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so renames in it are on disk (a no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

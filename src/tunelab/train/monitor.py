@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tunelab.errors import TunelabError
+from tunelab.io import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
@@ -46,13 +47,30 @@ def peak_memory_mb() -> float:
 
 
 def truncate_metrics(run_dir: Path, after_step: int) -> None:
-    """Drop ``metrics.jsonl`` lines logged after ``after_step`` (work lost since a checkpoint)."""
+    """Drop ``metrics.jsonl`` lines logged after ``after_step`` (work lost since a checkpoint).
+
+    A half-written last line (a crash during the append) is dropped too; an unreadable line
+    before it is an error naming the line. The file is rewritten atomically.
+    """
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= after_step]
-    path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            if number == len(lines):
+                break
+            raise TunelabError(
+                f"{path}:{number}: not a metrics record; delete that line to resume"
+            ) from None
+        if step <= after_step:
+            kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 class Monitor:
