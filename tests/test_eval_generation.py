@@ -140,7 +140,7 @@ def test_base_model_on_chinese_qa_uses_zh_tokenisation(tmp_path, tiny_llama_dir)
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
     out = evaluate(config)
-    preds = _read_jsonl(tmp_path / "run" / "predictions.jsonl")
+    preds = _read_jsonl(tmp_path / "run" / "eval_base" / "predictions.jsonl")
     assert out["language"] == "zh" and len(preds) == 10
     hyps, refs = [p["prediction"] for p in preds], [p["reference"] for p in preds]
     assert out["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs], tokenize="zh").score)

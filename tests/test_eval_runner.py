@@ -135,21 +135,21 @@ def test_evaluate_5000_classification_rows_bounded(tmp_path, tiny_bert_dir):
     spy = _LogitsSpy(model)
     out = evaluate_model(cfg, model, tok, prepared, fine_tuned=False)
     assert len(spy.refs) == 20 and spy.alive() == 0  # 20 batches, no logits kept
-    preds = _read_jsonl(tmp_path / "run" / "predictions.jsonl")
+    preds = _read_jsonl(tmp_path / "run" / "eval_base" / "predictions.jsonl")
     assert len(preds) == 5000
     # the reported metrics agree with the streamed predictions
     correct = np.mean([p["label"] == p["prediction"] for p in preds])
     assert out["accuracy"] == pytest.approx(correct)
     assert np.sum(out["confusion_matrix"]) == 5000
     assert 0.0 <= out["auc"] <= 1.0
-    saved = json.loads((tmp_path / "run" / "eval_results.json").read_text())
+    saved = json.loads((tmp_path / "run" / "eval_base" / "eval_results.json").read_text())
     assert saved["num_examples"] == 5000 and saved["metrics"]["accuracy"] == out["accuracy"]
     assert out["artifact_size_mb"] is None and out["model_size_mb"] > 0
     assert out["latency_p95_ms"] >= out["latency_p50_ms"] > 0
     # the config target runs the same evaluation of the base model, limited by max_samples
     # (a seeded sample of the split, not its first rows)
     again = evaluate(config, overrides=["eval.max_samples=300"])
-    sampled = _read_jsonl(tmp_path / "run" / "predictions.jsonl")
+    sampled = _read_jsonl(tmp_path / "run" / "eval_base" / "predictions.jsonl")
     assert len(sampled) == 300
     assert again["accuracy"] == pytest.approx(
         np.mean([p["label"] == p["prediction"] for p in sampled])

@@ -82,7 +82,10 @@ def recover_dir(path: str | Path) -> bool:
     old = old_copy(path)
     if path.exists() or not old.is_dir():
         return False
-    os.replace(old, path)
+    try:
+        os.replace(old, path)
+    except OSError:  # another process of the same run recovered it first
+        return path.exists()
     fsync_dir(path.parent)
     return True
 

@@ -1,7 +1,7 @@
 """``tunelab eval``: evaluate a trained run (or a config's base model) on a split.
 
 Metrics accumulate batch by batch and predictions stream to ``predictions.jsonl``, so memory
-stays bounded however large the split is. Results go to ``eval_results.json`` (atomic).
+stays bounded however large the split is. Results: ``eval_results.json`` (atomic; see scored).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from tunelab.evaluate.generation import GenerationAccumulator
 from tunelab.evaluate.language import Language, resolve_language
 from tunelab.evaluate.perplexity import perplexity
 from tunelab.evaluate.qa import QAAccumulator
+from tunelab.evaluate.scored import results_dir, scored_model
 from tunelab.io import atomic_write_json
 from tunelab.train.collate import PadCollator
 
@@ -54,7 +55,7 @@ def evaluate(
 
     ``target`` is a run directory (``config.yaml`` + ``model/``: the trained model is
     evaluated and results are written there) or a run config YAML (its base model is
-    evaluated, results go to its ``output.dir``).
+    evaluated, results go to ``output.dir/eval_base/``).
     """
     from tunelab.data import prepare_data
     from tunelab.models import load_model, load_tokenizer
@@ -106,14 +107,14 @@ def evaluate_model(
         tokenizer: its tokenizer.
         prepared: ``tunelab.data.prepare_data(cfg, tokenizer)``.
         split: split name; default ``cfg.eval.split``.
-        out_dir: where ``eval_results.json`` and ``predictions.jsonl`` go; default the run dir.
+        out_dir: where the results go; default the run dir (base model: ``RUN_DIR/eval_base``).
         console: where the results table is printed (default: a new Console).
         fine_tuned: False when ``model`` is the untrained base model (no artifact size or
             training cost is reported).
     """
     console = console or Console()
     split = split or cfg.eval.split
-    out = Path(out_dir) if out_dir is not None else cfg.run_dir
+    out = Path(out_dir) if out_dir is not None else results_dir(cfg, fine_tuned)
     if split not in prepared.splits:
         raise TunelabError(f"no {split!r} split; the data has: {', '.join(prepared.splits)}")
     metrics = check_metrics(cfg)
@@ -143,6 +144,7 @@ def evaluate_model(
     record = {
         "split": split,
         "task": cfg.task,
+        "model": scored_model(cfg, fine_tuned),
         "num_examples": len(examples),
         "eval_wall_time_s": time.perf_counter() - started,
         "metrics": results,

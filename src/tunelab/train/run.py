@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +14,7 @@ from torch import nn
 
 from tunelab.config import RunConfig, dump_config
 from tunelab.errors import TunelabError
-from tunelab.io import atomic_write_json
+from tunelab.io import atomic_write_json, recover_dir
 from tunelab.train.checkpoint import (
     checkpoints_dir,
     config_hash,
@@ -30,7 +30,6 @@ from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.fast_dropout import use_fast_dropout
 from tunelab.train.loop import Loop, LoopState, TrainData, fit, total_steps_for
 from tunelab.train.monitor import (
-    METRICS_FILE,
     Monitor,
     check_trackers,
     peak_memory_mb,
@@ -40,6 +39,7 @@ from tunelab.train.monitor import (
 from tunelab.train.objective import loss_fn_for
 from tunelab.train.optim import build_optimizer
 from tunelab.train.precision import compile_model, enable_cpu_fp16, precision_warning
+from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.schedule import build_scheduler
 from tunelab.train.sharding import fsdp_requested, is_sharded, needs_gathering, shard_model
@@ -65,7 +65,7 @@ class TrainResult:
 
     run_dir: Path
     model_dir: Path | None
-    stop_reason: str  # completed | early_stopped | interrupted
+    stop_reason: str  # completed | early_stopped | interrupted | already_finished
     steps: int
     best_metric: float | None
     best_step: int | None
@@ -84,9 +84,15 @@ def train(
     from tunelab.models import load_tokenizer
 
     console = console or Console()
+    if resume is not False and (done := finished_run(cfg)) is not None:
+        metrics = report_finished(cfg.run_dir, done, console)
+        return TrainResult(
+            cfg.run_dir, cfg.run_dir / "model", "already_finished", done["steps"],
+            done.get("best_metric"), done.get("best_step"), done, metrics,
+        )  # fmt: skip
     started = time.perf_counter()
     accelerator = make_accelerator(cfg, console)
-    resume_from = prepare_run_dir(cfg, resume, accelerator)
+    resume_from = prepare_run_dir(cfg, resume, accelerator, console)
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
     with accelerator.main_process_first():
@@ -242,6 +248,8 @@ def run_summary(
         "zero_stage": zero_stage(loop.model),
         "zero_offload": zero_offload(loop.model),
         "precision": cfg.train.precision,
+        "config_hash": config_hash(cfg),  # with batches_per_epoch: see finished_run
+        "batches_per_epoch": loop.data.batches_per_epoch,
     }
 
 
@@ -370,22 +378,61 @@ def resume_checkpoint(cfg: RunConfig, resume: bool | None) -> Path | None:
     return latest
 
 
-def prepare_run_dir(cfg: RunConfig, resume: bool | None, accelerator: Any) -> Path | None:
-    """Decide where to start; clear an earlier run's state or leftovers of a crashed write."""
+def prepare_run_dir(
+    cfg: RunConfig, resume: bool | None, accelerator: Any, console: Console | None = None
+) -> Path | None:
+    """Decide where to start; clear an earlier run's outputs or leftovers of a crashed write.
+
+    A fresh start that was not asked for (``resume=None``) is refused while ``output.dir``
+    holds an earlier run's results; ``--no-resume`` replaces them (only what tunelab wrote).
+    """
+    if accelerator.is_main_process:
+        recover_dir(cfg.run_dir / "model")  # a crash while the model was being replaced
+    accelerator.wait_for_everyone()
     resume_from = resume_checkpoint(cfg, resume)
+    if resume_from is None and resume is None:
+        check_no_earlier_results(cfg.run_dir)
     if accelerator.is_main_process:
         if resume_from is None:
-            start_fresh(cfg.run_dir)
+            removed = start_fresh(cfg.run_dir)
+            if removed and console is not None:
+                console.print(
+                    f"starting over in {cfg.run_dir}: removed {', '.join(removed)}", soft_wrap=True
+                )
         else:
             remove_partial(cfg.run_dir)
     accelerator.wait_for_everyone()
     return resume_from
 
 
-def start_fresh(run_dir: Path) -> None:
-    """Remove checkpoints and metrics of an earlier run in ``run_dir``."""
-    shutil.rmtree(checkpoints_dir(run_dir), ignore_errors=True)
-    (Path(run_dir) / METRICS_FILE).unlink(missing_ok=True)
+def start_fresh(run_dir: Path) -> list[str]:
+    """Remove what an earlier run wrote in ``run_dir`` (see ``tunelab.train.previous_run``)."""
+    return clear_outputs(Path(run_dir))
+
+
+def finished_run(cfg: RunConfig) -> dict[str, Any] | None:
+    """The ``train_summary.json`` of a finished run of ``cfg`` in ``output.dir``, else None.
+
+    Finished: ``model/`` and the summary are there, the summary was written with this
+    config's hash, and the run stopped early or took every step this config asks for (so a
+    run extended to more steps is not finished).
+    """
+    recover_dir(cfg.run_dir / "model")
+    path = cfg.run_dir / "train_summary.json"
+    if not path.is_file() or not (cfg.run_dir / "model" / "tunelab_method.json").is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    if not isinstance(summary, dict) or summary.get("config_hash") != config_hash(cfg):
+        return None
+    if summary.get("stop_reason") == "early_stopped":
+        return summary
+    per_epoch = summary.get("batches_per_epoch")
+    if not per_epoch or summary.get("steps", 0) < total_steps_for(cfg.train, per_epoch):
+        return None
+    return summary
 
 
 def restore(loop: Loop, path: Path, stopper: EarlyStopping) -> tuple[LoopState, EarlyStopping]:
