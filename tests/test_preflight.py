@@ -192,6 +192,12 @@ def _broken_config_json(raw):
     raw["model"]["name_or_path"] = str(model)
 
 
+def _gguf_file_as_model(raw):
+    gguf = Path(raw["data"]["path"]).parent / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    raw["model"]["name_or_path"] = str(gguf)
+
+
 def _no_test_rows(raw):
     raw["data"]["split"] = {"train": 1.0, "validation": 0.0, "test": 0.0}
     raw["eval"]["at_end"] = True
@@ -224,6 +230,11 @@ CLS_CASES = {
         "model.name_or_path: ",
     ),
     "model_config_json_broken": (_broken_config_json, "model.name_or_path: "),
+    "model_is_a_gguf_file": (_gguf_file_as_model, "model.name_or_path: "),
+    "gguf_file_missing": (
+        lambda raw: raw["model"].update(gguf_file="none.gguf"),
+        "model.gguf_file 'none.gguf': no such file in ",
+    ),
     "missing_data_file": (
         lambda raw: raw["data"].update(path="/no/such/train.jsonl"),
         "data.path: data file not found: /no/such/train.jsonl",
@@ -269,6 +280,8 @@ def test_validate_refuses(case, tiny_bert_dir, tmp_path, monkeypatch, capsys):
         assert "model has no config.json (not a Transformers model directory" in err
     if case == "model_config_json_broken":
         assert "config.json is not valid JSON" in err
+    if case == "model_is_a_gguf_file":
+        assert "m.gguf is a file; give its directory and model.gguf_file: m.gguf" in err
     if case == "folder_with_file_type_jsonl":
         assert "folder.jsonl is a folder, but data.file_type is jsonl" in err
 

@@ -178,7 +178,8 @@ def model_problems(cfg: RunConfig, need_config: bool) -> list[str]:
     if path is None:
         return problems
     if not path.is_dir():
-        return [*problems, f"model.name_or_path: {name} is a file; give the model directory"]
+        hint = f" and model.gguf_file: {path.name}" if path.suffix == ".gguf" else ""
+        return [*problems, f"model.name_or_path: {name} is a file; give its directory{hint}"]
     if cfg.model.gguf_file:
         try:
             config_file = gguf_cache_dir(cfg.model) / "config.json"
@@ -207,7 +208,8 @@ def _missing(key: str, value: str) -> list[str]:
     except TunelabError as exc:
         return [f"{key}: {exc}"]
     if path is not None and not path.exists():
-        return [f"{key}: {value} does not exist ({path}); give a model directory or a hub id"]
+        where = f" ({path})" if str(path) != value else ""
+        return [f"{key}: {value} does not exist{where}; give a model directory or a hub id"]
     return []
 
 
