@@ -184,8 +184,12 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 def test_cli_validate_ok_and_problems(tmp_path):
     good = tmp_path / "good.yaml"
-    good.write_text(yaml.safe_dump(BASE))
-    result = _cli("validate", str(good))
+    chat = {
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    }
+    (tmp_path / "train.jsonl").write_text(json.dumps(chat) + "\n")
+    good.write_text(yaml.safe_dump(BASE))  # a hub id and a data file relative to the cwd
+    result = _cli("validate", str(good), cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip() == "OK"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_with(train={"lr": -1, "epochz": 1})))

@@ -64,7 +64,7 @@ def test_inspect_prints_tables(config):
 def test_cli_errors_are_raised_as_tunelab_errors(config):
     result = CliRunner().invoke(app, ["data", "prepare", str(config), "data.path=missing.jsonl"])
     assert isinstance(result.exception, TunelabError)
-    assert str(result.exception) == "data file not found: missing.jsonl"
+    assert str(result.exception) == f"{config}: data.path: data file not found: missing.jsonl"
 
 
 def test_main_prints_one_line_and_exits_2(config, tmp_path):

@@ -99,9 +99,8 @@ def test_classification_full_best_checkpoint_is_the_artifact(tiny_bert_dir, tmp_
 
 def test_missing_tracker_fails_at_start(tiny_bert_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if mlflow were not installed
-    cfg = cls_config(
-        tiny_bert_dir, tmp_path / "none.jsonl", tmp_path / "run", {"report_to": ["mlflow"]}
-    )
+    data = write_classification_data(tmp_path / "data.jsonl", n=24)
+    cfg = cls_config(tiny_bert_dir, data, tmp_path / "run", {"report_to": ["mlflow"]})
     with pytest.raises(TunelabError, match="pip install mlflow"):
         train(cfg)
 

@@ -59,8 +59,10 @@ def _load(config: Path, overrides: list[str] | None):
 
 @app.command()
 def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
-    """Check a run config; print OK or every problem (exit 2)."""
-    _load(config, overrides)
+    """Check a run config, its files, model and metrics; print OK or every problem (exit 2)."""
+    from tunelab.preflight import check_run
+
+    check_run(_load(config, overrides), err_console, source=str(config))
     console.print("OK")
 
 
@@ -76,8 +78,10 @@ def schema() -> None:
 def data_prepare(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Load, clean, split and tokenise the data (cached); print the data report."""
     from tunelab.data import prepare_data, print_report
+    from tunelab.preflight import check_data
 
     cfg = _load(config, overrides)
+    check_data(cfg, source=str(config))
     prepared = prepare_data(cfg)
     print_report(prepared, console)
 

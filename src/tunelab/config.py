@@ -8,15 +8,24 @@ reported at once with the full key path, the value given and what is allowed.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tunelab.errors import ConfigError
+from tunelab.metric_catalog import infer_mode
 
 Task = Literal["classification", "causal_lm"]
 DataFormat = Literal["classification", "instruction", "chat", "qa", "text"]
@@ -25,6 +34,16 @@ MethodName = Literal[
 ]
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def check_regexes(patterns: Any) -> Any:
+    """Return ``patterns`` (an iterable of regexes); raise ValueError naming an invalid one."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a valid regex ({exc})") from None
+    return patterns
 
 
 class Section(BaseModel):
@@ -222,6 +241,8 @@ class FreezeSettings(Section):
     )
     train_head: bool = Field(default=True, description="Also train the task head.")
 
+    _regexes = field_validator("patterns")(lambda value: check_regexes(value or ()))
+
     @model_validator(mode="after")
     def _one_of(self) -> FreezeSettings:
         if (self.top_n_layers is None) == (self.patterns is None):
@@ -361,11 +382,25 @@ class EarlyStoppingConfig(Section):
     metric: str = Field(
         default="eval_loss", description="Validation metric that picks the best checkpoint."
     )
-    mode: Literal["min", "max"] = Field(default="min", description="Whether lower or higher wins.")
+    mode: Literal["min", "max"] | None = Field(
+        default=None,
+        description="Whether lower or higher wins; None infers it from the metric (loss, "
+        "perplexity: min; accuracy, f1, auc, bleu, rouge, meteor, exact match: max).",
+    )
     patience: PositiveInt | None = Field(
         default=None, description="Stop after this many evaluations without improvement."
     )
     min_delta: float = Field(default=0.0, ge=0, description="Smallest change that counts.")
+
+    @model_validator(mode="after")
+    def _infer_mode(self) -> EarlyStoppingConfig:
+        if self.mode is None:
+            self.mode = infer_mode(self.metric)
+        if self.mode is None:
+            raise ValueError(
+                f"cannot tell whether {self.metric!r} is better low or high; set mode: min or max"
+            )
+        return self
 
 
 class TrainConfig(Section):
@@ -400,6 +435,7 @@ class TrainConfig(Section):
         default_factory=dict,
         description="Per-group learning rate: {regex over parameter names: multiplier of lr}.",
     )
+    _regexes = field_validator("lr_multipliers")(lambda value: check_regexes(value))
     scheduler: Literal["constant", "linear", "cosine"] = Field(
         default="cosine", description="Learning-rate schedule after warmup."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -158,3 +159,34 @@ def read_label_folder(path: Path, text_key: str, label_key: str) -> list[Row]:
             text = file.read_bytes().decode("utf-8", errors="replace")
             rows.append(Row(str(file), {text_key: text, label_key: label_dir.name}))
     return rows
+
+
+def peek_columns(path: Path, kind: str, folder_keys: tuple[str, str], limit: int) -> list[str]:
+    """The column names of the first ``limit`` rows of one file (a CSV/TSV header, a Parquet
+    schema), without reading the rest; malformed JSONL lines are left to the full load."""
+    if kind == "folder":
+        return list(folder_keys)
+    if kind == "jsonl":
+        rows = []
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if len(rows) >= limit:
+                    break
+                try:
+                    value = json.loads(line)
+                except ValueError:  # blank or malformed: the full load reports it
+                    continue
+                if isinstance(value, dict):
+                    rows.append(Row("", value))
+        return column_names(rows)
+    if kind in ("csv", "tsv"):
+        with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+            return next(csv.reader(fh, delimiter="\t" if kind == "tsv" else ","), [])
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as exc:  # pyarrow raises several error types for unreadable files
+            raise TunelabError(f"{path}: cannot be read as parquet ({root_cause(exc)})") from None
+    return column_names(read_with_datasets(path, kind)[:limit])

@@ -33,15 +33,17 @@ from tunelab.evaluate.perplexity import perplexity
 from tunelab.evaluate.qa import QAAccumulator
 from tunelab.evaluate.scored import results_dir, scored_model
 from tunelab.io import atomic_write_json
+from tunelab.metric_catalog import (
+    GENERATION_METRICS,
+    QA_METRICS,
+    allowed_eval_metrics,
+    eval_metrics_problem,
+)
 from tunelab.train.collate import PadCollator
 
 if TYPE_CHECKING:
     from tunelab.data import PreparedData
 
-CLASSIFICATION_METRICS = {"accuracy", "f1", "auc", "confusion_matrix", "efficiency"}
-LM_METRICS = {"perplexity", "efficiency"}
-GENERATION_METRICS = {"bleu", "rouge", "meteor", "diversity", "consistency"}
-QA_METRICS = {"exact_match", "qa_f1"}
 _TENSOR_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
@@ -156,25 +158,14 @@ def evaluate_model(
 
 def check_metrics(cfg: RunConfig) -> set[str]:
     """The metrics to compute: ``eval.metrics`` (checked against the task) or the defaults."""
-    if cfg.task == "classification":
-        allowed = CLASSIFICATION_METRICS
-    elif cfg.data.format == "text":
-        allowed = LM_METRICS
-    else:
-        allowed = LM_METRICS | GENERATION_METRICS
-        if cfg.data.format == "qa":
-            allowed = allowed | QA_METRICS
     if cfg.eval.metrics is None:
-        chosen = set(allowed)
+        chosen = set(allowed_eval_metrics(cfg.task, cfg.data.format))
         if "meteor" in chosen and not _wordnet_ready():
             chosen.discard("meteor")
         return chosen
-    wrong = [m for m in cfg.eval.metrics if m not in allowed]
-    if wrong:
-        raise TunelabError(
-            f"eval.metrics: {', '.join(wrong)} do not apply to {cfg.task} with data.format "
-            f"{cfg.data.format}; choose from {', '.join(sorted(allowed))}"
-        )
+    problem = eval_metrics_problem(cfg.task, cfg.data.format, cfg.eval.metrics)
+    if problem:
+        raise TunelabError(problem)
     chosen = set(cfg.eval.metrics)
     if "meteor" in chosen:
         from tunelab.evaluate.wordnet_setup import require_wordnet

@@ -17,6 +17,7 @@ from pathlib import Path
 from tunelab.errors import TunelabError
 
 SETUP_COMMAND = "python -m tunelab.evaluate.wordnet_setup"
+MISSING = f"METEOR needs WordNet for nltk; install it with `{SETUP_COMMAND}`"
 DEBIAN_DIR = Path("/usr/share/wordnet")
 DEBIAN_PACKAGES = ("wordnet-base", "wordnet-sense-index")
 FILES = (
@@ -88,10 +89,21 @@ def wordnet_available() -> bool:
     return True
 
 
+def wordnet_found() -> bool:
+    """True when nltk finds WordNet on its data path (a quick look: nothing is loaded)."""
+    import nltk.data
+
+    try:
+        nltk.data.find("corpora/wordnet")
+    except LookupError:
+        return False
+    return True
+
+
 def require_wordnet() -> None:
     """Raise a TunelabError naming the setup command when WordNet is not installed."""
     if not wordnet_available():
-        raise TunelabError(f"METEOR needs WordNet for nltk; install it with `{SETUP_COMMAND}`")
+        raise TunelabError(MISSING)
 
 
 def main(argv: list[str] | None = None) -> None:

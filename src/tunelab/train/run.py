@@ -15,6 +15,7 @@ from torch import nn
 from tunelab.config import RunConfig, dump_config
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_json, recover_dir
+from tunelab.preflight import check_run
 from tunelab.train.checkpoint import (
     checkpoints_dir,
     config_hash,
@@ -84,6 +85,7 @@ def train(
     from tunelab.models import load_tokenizer
 
     console = console or Console()
+    check_run(cfg, console)  # refuse a config that cannot finish before anything is written
     if resume is not False and (done := finished_run(cfg)) is not None:
         metrics = report_finished(cfg.run_dir, done, console)
         return TrainResult(
