@@ -52,7 +52,7 @@ def test_non_peft_artifacts_hold_only_trained_tensors(tiny_gpt2_dir, tmp_path):
     cfg, model = build(tiny_gpt2_dir, "causal_lm", {"name": "bitfit"}, tmp_path)
     save_artifact(model, cfg, tmp_path / "model")
     files = sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert files == ["tunelab_method.json", "tunelab_weights.safetensors"]
+    assert files == ["tunelab_method.json", "tunelab_rendering.json", "tunelab_weights.safetensors"]
     with safe_open(tmp_path / "model" / "tunelab_weights.safetensors", "pt") as fh:
         keys = set(fh.keys())
         assert fh.metadata() == {"format": "pt"}

@@ -183,6 +183,7 @@ class DataConfig(Section):
         default=None, description="Test split file; disables the fractional split for it."
     )
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig, description="Column mapping.")
+    encoding: str = Field(default="utf-8", description="Text encoding of the data files.")
     max_samples: PositiveInt | None = Field(
         default=None, description="Use at most this many rows (after a seeded shuffle)."
     )

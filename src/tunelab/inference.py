@@ -8,7 +8,9 @@ PEFT adapter folders (any LoRA run's ``model/`` folder qualifies). ``--adapter N
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import sys
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from tunelab.data.rendering import Rendering, read_rendering, render_prompt
 from tunelab.errors import TunelabError
 from tunelab.export import artifact_dir
 from tunelab.methods.artifacts import load_artifact, read_method_info
+from tunelab.predict_inputs import Input, input_examples, read_input_rows, read_inputs
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,13 +34,14 @@ END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
 
 @dataclass
 class Loaded:
-    """A loaded run: the model, its tokenizer, the task and the class names."""
+    """A loaded run: the model, its tokenizer, the task, the class names and the rendering."""
 
     model: nn.Module
     tokenizer: PreTrainedTokenizerBase
     task: str
     label_names: list[str] | None
     method: str
+    rendering: Rendering
 
     @property
     def adapters(self) -> list[str]:
@@ -66,7 +71,19 @@ def load(run_dir_or_artifact: str | Path, adapters: dict[str, str | Path] | None
     for name, path in (adapters or {}).items():
         model = add_adapter(model, name, Path(path))
     model.eval()
-    return Loaded(model, tokenizer, info["task"], info["label_names"], info["method"])
+    rendering = read_rendering(source) or legacy_rendering(info)
+    if rendering.chat_template:
+        tokenizer.chat_template = rendering.chat_template
+    return Loaded(model, tokenizer, info["task"], info["label_names"], info["method"], rendering)
+
+
+def legacy_rendering(info: dict[str, Any]) -> Rendering:
+    """The rendering of an artifact saved without ``tunelab_rendering.json`` (data defaults)."""
+    from tunelab.config import DataConfig
+
+    fmt = "classification" if info["task"] == "classification" else "chat"
+    data = DataConfig.model_validate({"path": "unused", "format": fmt})
+    return Rendering.from_config(data, None, info["label_names"])
 
 
 def add_adapter(model: nn.Module, name: str, path: Path) -> nn.Module:
@@ -81,89 +98,180 @@ def add_adapter(model: nn.Module, name: str, path: Path) -> nn.Module:
     return PeftModel.from_pretrained(model, str(path), adapter_name=name)
 
 
+Warn = Callable[[str], None]
+
+
 @torch.no_grad()
 def predict(
-    loaded: Loaded, texts: list[str], max_new_tokens: int = 64, batch_size: int = 16
+    loaded: Loaded,
+    inputs: list[Input],
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    warn: Warn | None = None,
 ) -> list[dict[str, Any]]:
-    """Classify (label + probabilities) or generate (greedy, stops at EOS / end of turn)."""
+    """Classify (label + probabilities) or generate (greedy, stops at EOS / end of turn).
+
+    Each input is a text or a row of the training data's format, rendered as in training;
+    an input longer than the model's limit is cut per the stored truncation side (``warn``
+    gets one line per cut input; default: ``warnings.warn``).
+    """
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
+    examples = input_examples(
+        loaded.rendering, [(f"input {i + 1}", x) for i, x in enumerate(inputs)]
+    )
     results: list[dict[str, Any]] = []
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start : start + batch_size]
+    for start in range(0, len(inputs), batch_size):
+        batch = list(range(start, min(start + batch_size, len(inputs))))
         if loaded.task == "classification":
-            results += _classify(loaded, batch)
+            rows = _classify(loaded, [examples[i] for i in batch], batch, warn)
         else:
-            results += _generate(loaded, batch, max_new_tokens)
+            rows = _generate(loaded, [examples[i] for i in batch], batch, max_new_tokens, warn)
+        for index, row in zip(batch, rows, strict=True):
+            item = inputs[index]
+            results.append(
+                {"text": item, **row} if isinstance(item, str) else {"input": item, **row}
+            )
     return results
 
 
-def _classify(loaded: Loaded, texts: list[str]) -> list[dict[str, Any]]:
-    tok = loaded.tokenizer
-    tok.padding_side = "right"
-    enc = tok(texts, padding=True, truncation=True, return_tensors="pt")
+def render_inputs(loaded: Loaded, inputs: list[Input]) -> list[str]:
+    """The prompt text each input becomes (generation), rendered as in training."""
+    examples = input_examples(
+        loaded.rendering, [(f"input {i + 1}", x) for i, x in enumerate(inputs)]
+    )
+    return [_prompt(loaded, ex)[0] for ex in examples]
+
+
+def _prompt(loaded: Loaded, example: dict[str, Any]) -> tuple[str, bool]:
+    """(prompt text, add_special_tokens) of a canonical example."""
+    if "messages" not in example:
+        return example["text"], True
+    renderer = loaded.rendering.renderer(loaded.tokenizer)
+    return render_prompt(loaded.rendering, loaded.tokenizer, example["messages"]), (
+        renderer.add_special_tokens
+    )
+
+
+def position_limit(loaded: Loaded) -> int | None:
+    """Tokens the model can attend to: its position limit less any virtual (soft) tokens."""
+    config = getattr(loaded.model, "config", None)
+    limits = [getattr(config, key, None) for key in ("max_position_embeddings", "n_positions")]
+    limits.append(loaded.tokenizer.model_max_length)
+    known = [int(x) for x in limits if isinstance(x, int) and 0 < x < 10**7]
+    if not known:
+        return None
+    peft_cfg = getattr(loaded.model, "active_peft_config", None)
+    return min(known) - (getattr(peft_cfg, "num_virtual_tokens", None) or 0)
+
+
+def prompt_room(loaded: Loaded, max_new_tokens: int = 0) -> int:
+    """The most prompt tokens: the stored max_length, within the limit less the new tokens."""
+    limit = position_limit(loaded)
+    room = loaded.rendering.max_length
+    if limit is not None:
+        room = min(room, limit - max_new_tokens)
+    if room < 1:
+        raise TunelabError(
+            f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's "
+            f"{limit}-token limit; ask for fewer new tokens"
+        )
+    return room
+
+
+def fit(ids: list[int], room: int, side: str) -> list[int]:
+    """``ids`` cut to ``room`` tokens on ``side`` (right: keep the start; left: keep the end)."""
+    if len(ids) <= room:
+        return ids
+    return ids[:room] if side == "right" else ids[-room:]
+
+
+def _cut_note(index: int, before: int, after: int, side: str) -> str:
+    return (
+        f"input {index + 1}: {before - after} of {before} tokens cut from the {side} to fit "
+        f"{after} (data.truncation_side: {side})"
+    )
+
+
+def _classify(
+    loaded: Loaded, examples: list[dict[str, Any]], indices: list[int], warn: Warn
+) -> list[dict[str, Any]]:
+    tok, side = loaded.tokenizer, loaded.rendering.truncation_side
+    texts = [ex["text"] for ex in examples]
+    pairs = [ex["text_pair"] for ex in examples] if loaded.rendering.columns["text_pair"] else None
+    room = prompt_room(loaded)
+    full = tok(texts, pairs)["input_ids"]
+    tok.padding_side, tok.truncation_side = "right", side
+    enc = tok(texts, pairs, padding=True, truncation=True, max_length=room, return_tensors="pt")
+    for index, ids, mask in zip(indices, full, enc["attention_mask"], strict=True):
+        if len(ids) > int(mask.sum()):
+            warn(_cut_note(index, len(ids), int(mask.sum()), side))
     probs = loaded.model(**enc).logits.float().softmax(-1)
     names = loaded.label_names or [str(i) for i in range(probs.shape[-1])]
     return [
         {
-            "text": text,
             "label": names[int(row.argmax())],
             "probabilities": {n: round(float(p), 6) for n, p in zip(names, row, strict=True)},
         }
-        for text, row in zip(texts, probs, strict=True)
+        for row in probs
     ]
 
 
-def _generate(loaded: Loaded, texts: list[str], max_new_tokens: int) -> list[dict[str, Any]]:
-    tok = loaded.tokenizer
-    tok.padding_side = "left"
-    chat = bool(tok.chat_template)
-    prompts = [
-        tok.apply_chat_template(
-            [{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True
-        )
-        if chat
-        else t
-        for t in texts
-    ]
+def _generate(
+    loaded: Loaded,
+    examples: list[dict[str, Any]],
+    indices: list[int],
+    max_new_tokens: int,
+    warn: Warn,
+) -> list[dict[str, Any]]:
+    tok, side = loaded.tokenizer, loaded.rendering.truncation_side
+    room = prompt_room(loaded, max_new_tokens)
+    prompts = []
+    for index, example in zip(indices, examples, strict=True):
+        text, special = _prompt(loaded, example)
+        ids = tok(text, add_special_tokens=special)["input_ids"]
+        prompts.append(fit(ids, room, side))
+        if len(ids) > room:
+            warn(_cut_note(index, len(ids), room, side))
     if loaded.method == "prefix_tuning":
         rows = _prefix_greedy(loaded, prompts, max_new_tokens)
     else:
-        rows = _batched_greedy(loaded, prompts, max_new_tokens, add_special_tokens=not chat)
-    return [
-        {"text": text, "generated": tok.decode(row, skip_special_tokens=True).strip()}
-        for text, row in zip(texts, rows, strict=True)
-    ]
+        rows = _batched_greedy(loaded, prompts, max_new_tokens)
+    return [{"generated": tok.decode(row, skip_special_tokens=True).strip()} for row in rows]
 
 
-def _batched_greedy(
-    loaded: Loaded, prompts: list[str], max_new_tokens: int, add_special_tokens: bool
-) -> torch.Tensor:
+def _batched_greedy(loaded: Loaded, prompts: list[list[int]], max_new_tokens: int) -> torch.Tensor:
     """``generate`` on the left-padded batch; returns only the new tokens."""
     tok = loaded.tokenizer
-    enc = tok(prompts, padding=True, return_tensors="pt", add_special_tokens=add_special_tokens)
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        mask[row, width - len(ids) :] = 1
     out = loaded.model.generate(
-        **enc,
+        input_ids=input_ids,
+        attention_mask=mask,
         max_new_tokens=max_new_tokens,
         do_sample=False,
         eos_token_id=stop_token_ids(tok),
         pad_token_id=tok.pad_token_id,
     )
-    return out[:, enc["input_ids"].shape[1] :]
+    return out[:, width:]
 
 
-def _prefix_greedy(loaded: Loaded, prompts: list[str], max_new_tokens: int) -> list[torch.Tensor]:
+def _prefix_greedy(
+    loaded: Loaded, prompts: list[list[int]], max_new_tokens: int
+) -> list[torch.Tensor]:
     """Greedy decoding by full forward passes, one prompt at a time.
 
     With PEFT 0.21 and Transformers 5.24, ``generate`` passes an empty ``cache`` next to the
     prefix PEFT injects as ``past_key_values``, and the model ignores the prefix: the output
     is the base model's. A plain forward pass does use the prefix, so decode with those.
     """
-    tok = loaded.tokenizer
-    stops = set(stop_token_ids(tok))
+    stops = set(stop_token_ids(loaded.tokenizer))
     rows = []
     for prompt in prompts:
-        ids = tok(prompt, return_tensors="pt", add_special_tokens=not tok.chat_template)[
-            "input_ids"
-        ]
+        ids = torch.tensor([prompt], dtype=torch.long)
         start = ids.shape[1]
         for _ in range(max_new_tokens):
             last = loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]
@@ -180,36 +288,6 @@ def stop_token_ids(tok: PreTrainedTokenizerBase) -> list[int]:
     ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
     ids += [vocab[t] for t in END_OF_TURN if t in vocab and vocab[t] not in ids]
     return ids
-
-
-def read_inputs(value: str) -> list[str]:
-    """A literal text, a .txt file (one input per line) or a .jsonl file (text or prompt)."""
-    path = Path(value)
-    is_file = _is_file(path)
-    if path.suffix in (".txt", ".jsonl") and not is_file:
-        raise TunelabError(f"--input {value}: no such file")
-    if not is_file:
-        return [value]
-    if path.suffix == ".jsonl":
-        texts = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            text = row.get("text", row.get("prompt")) if isinstance(row, dict) else None
-            if not isinstance(text, str):
-                raise TunelabError(f"{path}:{number}: needs a string field 'text' or 'prompt'")
-            texts.append(text)
-        return texts
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _is_file(path: Path) -> bool:
-    """``path.is_file()``, false for texts that cannot be file names (too long, NUL bytes)."""
-    try:
-        return path.is_file()
-    except (OSError, ValueError):
-        return False
 
 
 def resolve_adapter(run_dir: Path, adapter: str) -> tuple[str, Path]:
@@ -236,7 +314,9 @@ def predict_cli(
     loaded = load(run_dir, adapters=adapters)
     if adapters:
         loaded.set_adapter(next(iter(adapters)))
-    results = predict(loaded, read_inputs(input))
+    rows = read_input_rows(input)
+    input_examples(loaded.rendering, rows)  # a bad row names its file and line before any work
+    results = predict(loaded, [item for _, item in rows], warn=_warn_stderr)
     for result in results:
         line = json.dumps(result, ensure_ascii=False)
         if console is not None:
@@ -246,4 +326,16 @@ def predict_cli(
     return results
 
 
-__all__ = ["Loaded", "load", "predict", "predict_cli", "read_method_info"]
+def _warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+__all__ = [
+    "Loaded",
+    "load",
+    "predict",
+    "predict_cli",
+    "read_inputs",
+    "read_method_info",
+    "render_inputs",
+]

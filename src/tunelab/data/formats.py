@@ -105,9 +105,8 @@ def _system(data: dict[str, Any], columns: ColumnsConfig) -> list[dict[str, str]
 def convert_row(data: dict[str, Any], fmt: str, columns: ColumnsConfig) -> dict[str, Any]:
     """The canonical example for one raw row; raises InvalidRow when it cannot be built."""
     if fmt == "classification":
-        pair = as_text(data.get(columns.text_pair)) if columns.text_pair else None
-        label = as_label(data.get(columns.label))
-        return {"text": as_text(data.get(columns.text)), "text_pair": pair, "label": label}
+        inputs = classification_inputs(data, columns)
+        return {**inputs, "label": as_label(data.get(columns.label))}
     if fmt == "text":
         return {"text": as_text(data.get(columns.text))}
     if fmt == "chat":
@@ -123,6 +122,12 @@ def convert_row(data: dict[str, Any], fmt: str, columns: ColumnsConfig) -> dict[
     user = f"{context}\n\n{question}" if context else question
     answer = as_text(data.get(columns.answer))
     return {"messages": conversation(data, columns, user, answer), "context": context}
+
+
+def classification_inputs(data: dict[str, Any], columns: ColumnsConfig) -> dict[str, Any]:
+    """The ``text`` and ``text_pair`` of a classification row (its label is not read)."""
+    pair = as_text(data.get(columns.text_pair)) if columns.text_pair else None
+    return {"text": as_text(data.get(columns.text)), "text_pair": pair}
 
 
 def conversation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import tempfile
@@ -66,24 +67,40 @@ def detect_type(path: Path, file_type: str) -> str:
 
 
 def load_files(
-    paths: list[Path], file_type: str, on_bad_rows: str, folder_keys: tuple[str, str]
+    paths: list[Path],
+    file_type: str,
+    on_bad_rows: str,
+    folder_keys: tuple[str, str],
+    encoding: str = "utf-8",
 ) -> Loaded:
-    """Read every file in ``paths`` and concatenate their rows.
+    """Read every file in ``paths`` (text in ``encoding``) and concatenate their rows.
 
     ``folder_keys`` names the (text, label) columns that label-folder rows are given.
     """
+    check_encoding(encoding)
     loaded = Loaded()
     for path in paths:
         kind = detect_type(path, file_type)
         if kind == "jsonl":
-            rows = read_jsonl(path, on_bad_rows, loaded.bad_rows)
+            rows = read_jsonl(path, on_bad_rows, loaded.bad_rows, encoding)
         elif kind == "folder":
-            rows = read_label_folder(path, *folder_keys)
+            rows = read_label_folder(path, *folder_keys, encoding=encoding)
         else:
-            rows = read_with_datasets(path, kind)
+            rows = read_with_datasets(path, kind, encoding)
         loaded.columns[str(path)] = column_names(rows)
         loaded.rows.extend(rows)
     return loaded
+
+
+def check_encoding(encoding: str) -> str:
+    """The codec name to read with (``utf-8-sig`` for UTF-8, so a byte-order mark is skipped)."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise TunelabError(
+            f"data.encoding {encoding!r}: unknown encoding; use e.g. utf-8, latin-1 or cp1252"
+        ) from None
+    return "utf-8-sig" if name == "utf-8" else encoding
 
 
 def column_names(rows: list[Row]) -> list[str]:
@@ -94,10 +111,14 @@ def column_names(rows: list[Row]) -> list[str]:
     return list(seen)
 
 
-def read_jsonl(path: Path, on_bad_rows: str, bad_rows: list[dict[str, str]]) -> list[Row]:
-    """Parse a JSONL file line by line; a malformed line errors (or is skipped and recorded)."""
+def read_jsonl(
+    path: Path, on_bad_rows: str, bad_rows: list[dict[str, str]], encoding: str = "utf-8"
+) -> list[Row]:
+    """Parse a JSONL file line by line; a malformed line errors (or is skipped and recorded).
+
+    Bytes not valid in ``encoding`` become U+FFFD, as in the label-folder reader."""
     rows = []
-    with path.open(encoding="utf-8", errors="replace") as fh:
+    with path.open(encoding=check_encoding(encoding), errors="replace") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -118,45 +139,62 @@ def read_jsonl(path: Path, on_bad_rows: str, bad_rows: list[dict[str, str]]) -> 
     return rows
 
 
-def read_with_datasets(path: Path, kind: str) -> list[Row]:
+def read_with_datasets(path: Path, kind: str, encoding: str = "utf-8") -> list[Row]:
     """Read a JSON array, CSV, TSV or Parquet file through ``datasets`` (no HF cache left behind)."""
     from datasets import Dataset, disable_progress_bars
 
     disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="tunelab-load-") as tmp:
         options: dict[str, Any] = {"cache_dir": tmp, "keep_in_memory": True}
+        text = {"encoding": check_encoding(encoding)}
         try:
             if kind == "parquet":
                 ds = Dataset.from_parquet(str(path), **options)
             elif kind == "json":
-                ds = Dataset.from_json(str(path), **options)
+                ds = Dataset.from_json(str(path), **options, **text)
             else:
-                ds = Dataset.from_csv(str(path), sep="\t" if kind == "tsv" else ",", **options)
+                sep = "\t" if kind == "tsv" else ","
+                ds = Dataset.from_csv(str(path), sep=sep, **options, **text)
         except Exception as exc:
-            raise TunelabError(f"{path}: cannot be read as {kind} ({root_cause(exc)})") from None
+            hint = (
+                f"; it was read as {encoding} (data.encoding): set data.encoding to the "
+                "file's encoding (e.g. latin-1, cp1252)"
+            )
+            hint = hint if isinstance(innermost(exc), UnicodeError) else ""
+            raise TunelabError(
+                f"{path}: cannot be read as {kind} ({root_cause(exc)}){hint}"
+            ) from None
         records = ds.to_list()
     offset = 2 if kind in ("csv", "tsv") else 1  # CSV: line 1 is the header
     label = "line" if kind in ("csv", "tsv") else "row"
     return [Row(f"{path}:{label} {i + offset}", rec) for i, rec in enumerate(records)]
 
 
-def root_cause(exc: BaseException) -> str:
-    """The first line of the innermost exception in ``exc``'s chain (datasets wraps errors)."""
+def innermost(exc: BaseException) -> BaseException:
+    """The innermost exception in ``exc``'s chain (datasets wraps errors)."""
     while (inner := exc.__cause__ or exc.__context__) is not None:
         exc = inner
+    return exc
+
+
+def root_cause(exc: BaseException) -> str:
+    """The first line of the innermost exception in ``exc``'s chain (datasets wraps errors)."""
+    exc = innermost(exc)
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def read_label_folder(path: Path, text_key: str, label_key: str) -> list[Row]:
-    """One sub-folder per label (sorted), each ``.txt`` file one example: {text, label}."""
+def read_label_folder(
+    path: Path, text_key: str, label_key: str, encoding: str = "utf-8"
+) -> list[Row]:
+    """One sub-folder per label (sorted), each ``.txt`` file (in ``encoding``) one example."""
     labels = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not labels:
         raise TunelabError(f"{path}: folder has no label sub-folders (expected <label>/*.txt)")
     rows = []
     for label_dir in labels:
         for file in sorted(label_dir.glob("*.txt")):
-            text = file.read_bytes().decode("utf-8", errors="replace")
+            text = file.read_bytes().decode(check_encoding(encoding), errors="replace")
             rows.append(Row(str(file), {text_key: text, label_key: label_dir.name}))
     return rows
 

@@ -82,7 +82,7 @@ def source_files(cfg: DataConfig) -> dict[str, list[Path]]:
 def load_source(cfg: DataConfig, paths: list[Path], cleaner: Cleaner, log: CleanLog) -> list[Row]:
     """Load, convert and clean the rows of one source."""
     folder_keys = (cfg.columns.text, cfg.columns.label or "label")
-    loaded = load_files(paths, cfg.file_type, cfg.on_bad_rows, folder_keys)
+    loaded = load_files(paths, cfg.file_type, cfg.on_bad_rows, folder_keys, cfg.encoding)
     for bad in loaded.bad_rows:
         log.step("malformed").add(Row(bad["where"], {"line": bad["line"]}), bad["error"])
     check_columns(loaded, cfg.format, cfg.columns)

@@ -39,9 +39,13 @@ def default_render(messages: Messages, eos: str, add_generation_prompt: bool) ->
 class ChatRenderer:
     """Renders conversations and finds the character span of every assistant turn."""
 
-    def __init__(self, tokenizer: Any, template: str) -> None:
+    def __init__(self, tokenizer: Any, template: str, chat_template: str | None = None) -> None:
+        """``chat_template`` (a stored one) replaces the tokenizer's when ``template`` is auto."""
         self.tokenizer = tokenizer
-        self.uses_chat_template = template == "auto" and bool(tokenizer.chat_template)
+        auto = template == "auto"
+        own = tokenizer.get_chat_template() if auto and tokenizer.chat_template else None
+        self.chat_template: str | None = (chat_template if auto else None) or own
+        self.uses_chat_template = bool(self.chat_template)
         self.eos = tokenizer.eos_token or ""
 
     @property
@@ -53,7 +57,10 @@ class ChatRenderer:
         """The conversation as one string."""
         if self.uses_chat_template:
             return self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+                messages,
+                chat_template=self.chat_template,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
             )
         return default_render(messages, self.eos, add_generation_prompt)
 

@@ -108,14 +108,15 @@ def prompting_row(
             model, tokenizer, examples, shots, prepared.label_names, cfg, latency
         )
     else:
-        from tunelab.data.templates import ChatRenderer
+        from tunelab.data.rendering import Rendering, read_rendering
 
-        renderer = ChatRenderer(tokenizer, cfg.data.template)
-        prompts = [few_shot_prompt(renderer, shots, ex) for ex in examples]
+        stored = read_rendering(cfg.run_dir / "model")
+        rendering = stored or Rendering.from_config(cfg.data, tokenizer)
+        prompts = [few_shot_prompt(rendering, tokenizer, shots, ex) for ex in examples]
         wanted = check_metrics(cfg) & (GENERATION_METRICS | QA_METRICS)
         metrics = score_generations(
             model, tokenizer, prompts, examples, wanted, cfg, latency,
-            add_special_tokens=renderer.add_special_tokens,
+            add_special_tokens=rendering.renderer(tokenizer).add_special_tokens,
         )  # fmt: skip
     timing = latency.compute()
     return {
@@ -128,12 +129,15 @@ def prompting_row(
     }
 
 
-def few_shot_prompt(renderer: Any, shots: Sequence[dict[str, Any]], example: dict[str, Any]) -> str:
-    """The example's conversation rendered after the shots' conversations (no system turns)."""
-    if not shots:
-        return example["prompt"]
+def few_shot_prompt(
+    rendering: Any, tokenizer: Any, shots: Sequence[dict[str, Any]], example: dict[str, Any]
+) -> str:
+    """The example's conversation rendered after the shots' conversations (no system turns),
+    with the run's stored rendering (the one its fine-tuned model was trained with)."""
+    from tunelab.data.rendering import render_prompt
+
     messages = [m for shot in shots for m in shot["messages"] if m["role"] != "system"]
-    return renderer.prompt(messages + list(example["messages"]))
+    return render_prompt(rendering, tokenizer, messages + list(example["messages"]))
 
 
 def classification_prompt(

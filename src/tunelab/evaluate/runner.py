@@ -22,6 +22,7 @@ from rich.table import Table
 from torch import nn
 
 from tunelab.config import RunConfig, load_config
+from tunelab.data.rendering import Rendering, render_prompt, with_stored_rendering
 from tunelab.errors import TunelabError
 from tunelab.evaluate.classification import ClassificationAccumulator
 from tunelab.evaluate.consistency import ConsistencyAccumulator, NliScorer
@@ -69,6 +70,7 @@ def evaluate(
         from tunelab.inference import load
 
         cfg = load_config(path / "config.yaml", [f"output.dir={path}", *overrides])
+        cfg = with_stored_rendering(cfg, path / "model")  # render as the model was trained
         check_metrics(cfg)
         loaded = load(path)
         model, tokenizer, fine_tuned = loaded.model, loaded.tokenizer, True
@@ -317,14 +319,12 @@ def run_causal_lm(
         for index, example in enumerate(examples):
             _write(writer, {"index": index, "text": example.get("text")})
         return results
-    from tunelab.data.templates import ChatRenderer
-
-    renderer = ChatRenderer(tokenizer, cfg.data.template)
-    prompts = [ex["prompt"] for ex in examples]
+    rendering = Rendering.from_config(cfg.data, tokenizer)
+    prompts = [render_prompt(rendering, tokenizer, ex["messages"]) for ex in examples]
     results.update(
         score_generations(
             model, tokenizer, prompts, examples, metrics, cfg, latency,
-            add_special_tokens=renderer.add_special_tokens, writer=writer,
+            add_special_tokens=rendering.renderer(tokenizer).add_special_tokens, writer=writer,
         )
     )  # fmt: skip
     return results

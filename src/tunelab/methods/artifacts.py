@@ -5,8 +5,9 @@ Layouts (``RUN_DIR/model/``):
   ``adapter_model.safetensors``), loadable by ``peft.PeftModel.from_pretrained`` alone.
 - bitfit, freeze, adapter: ``tunelab_weights.safetensors`` with only the trained tensors.
 - full: ``save_pretrained`` (``config.json`` + ``model.safetensors``).
-Every artifact also holds ``tunelab_method.json`` (method, settings, base model, task, label
-names) and the tokenizer with its chat template.
+Every artifact also holds ``tunelab_method.json`` (method, settings, the base model as the user
+named it and as it was loaded, task, label names), ``tunelab_rendering.json`` (how prompts were
+rendered, see ``tunelab.data.rendering``) and the tokenizer with its chat template.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from tunelab.config import MethodConfig, ModelConfig, RunConfig
+from tunelab.data.rendering import Rendering, save_rendering
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_dir, atomic_write_text
 from tunelab.methods import (
@@ -26,7 +28,7 @@ from tunelab.methods import (
     load_trainable_state_dict,
     trainable_state_dict,
 )
-from tunelab.models import load_model, load_tokenizer, model_source
+from tunelab.models import gguf_cache_dir, load_model, load_tokenizer, model_source
 from tunelab.paths import PKG_PREFIX, resolve_path
 
 if TYPE_CHECKING:
@@ -63,12 +65,15 @@ def save_artifact(
         info = {
             "method": method,
             "settings": cfg.method.settings.model_dump() if cfg.method.settings else None,
-            "base_model": base,
+            "base_model": cfg.model.name_or_path,
+            "base_model_gguf_file": cfg.model.gguf_file,
+            "base_model_resolved": base,
             "model": _portable_model_cfg(cfg.model),
             "task": cfg.task,
             "label_names": labels,
         }
         (tmp / METHOD_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        save_rendering(tmp, Rendering.from_config(cfg.data, tokenizer, labels))
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
     return Path(out_dir)
@@ -167,8 +172,7 @@ def write_model_card(run_dir: str | Path, cfg: RunConfig, metrics: dict[str, Any
         "",
         "## Base model",
         "",
-        f"- `{cfg.model.name_or_path}`"
-        + (f" (GGUF `{cfg.model.gguf_file}`, dequantised)" if cfg.model.gguf_file else ""),
+        *base_model_lines(cfg.model),
         f"- task: {cfg.task}",
         "",
         "## Method",
@@ -208,6 +212,28 @@ def write_model_card(run_dir: str | Path, cfg: RunConfig, metrics: dict[str, Any
     path = Path(run_dir) / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def base_model_lines(model_cfg: ModelConfig) -> list[str]:
+    """The model card's base-model lines: the user's reference and where it was loaded from."""
+    lines = [f"- `{model_cfg.name_or_path}` (`model.name_or_path` as given)"]
+    if model_cfg.gguf_file:
+        lines += [
+            f"- GGUF file `{model_cfg.gguf_file}`, dequantised into tunelab's cache at "
+            f"`{gguf_cache_dir(model_cfg)}` (tunelab re-creates it from the GGUF file when "
+            "it is missing)",
+        ]
+    else:
+        path = resolve_path(model_cfg.name_or_path)
+        lines.append(
+            f"- loaded from `{path.resolve() if path.is_dir() else model_cfg.name_or_path}`"
+        )
+    lines.append(
+        "- another copy of the base: pass it to `PeftModel.from_pretrained(base, 'model')` or "
+        "edit `base_model_name_or_path` in `model/adapter_config.json` (PEFT methods); for "
+        "tunelab, edit `model.name_or_path` in `model/tunelab_method.json`"
+    )
+    return lines
 
 
 def _fmt(value: Any) -> str:

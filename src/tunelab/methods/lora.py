@@ -25,4 +25,21 @@ def apply_lora(model: nn.Module, settings: LoraSettings, task: Task) -> nn.Modul
         use_rslora=settings.use_rslora,
         use_dora=settings.use_dora,
     )
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    if settings.target_modules == "all-linear":
+        saved = peft_model.peft_config["default"]
+        saved.target_modules = stable_targets(
+            peft_model.get_base_model(), set(saved.target_modules)
+        )
+    return peft_model
+
+
+def stable_targets(model: nn.Module, targets: set[str]) -> list[str]:
+    """The resolved ``all-linear`` targets as a sorted list for ``adapter_config.json``.
+
+    Short (leaf) names such as ``q_proj`` when they select exactly ``targets`` in ``model``
+    (PEFT matches a name against a module path's last components), else the sorted full paths.
+    """
+    short = {name.rsplit(".", 1)[-1] for name in targets}
+    selected = {name for name, _ in model.named_modules() if name.rsplit(".", 1)[-1] in short}
+    return sorted(short) if selected == targets else sorted(targets)
