@@ -51,6 +51,22 @@ def test_classification_logits_equal_probabilities():
     assert _accumulate(np.log(PROBS), LABELS) == _accumulate(PROBS, LABELS)
 
 
+def test_f1_macro_over_present_labels_and_per_class_support():
+    # label 2 has no rows (but is predicted once, for a true 0): class 0 P=1 R=1/2 -> 2/3,
+    # class 1 -> 1; macro over the present labels (0, 1) = 5/6, not (2/3 + 1 + 0) / 3
+    probs = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1]])
+    acc = ClassificationAccumulator(3, ["neg", "neu", "pos"])
+    acc.update(torch.tensor(probs), torch.tensor([0, 1, 0, 1]))
+    out = acc.compute()
+    assert out["f1_macro"] == pytest.approx(5 / 6)
+    assert out["f1_macro_labels"] == ["neg", "neu"]
+    assert out["per_class"]["neg"] == pytest.approx(
+        {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2}
+    )
+    assert out["per_class"]["neu"]["support"] == 2 and out["per_class"]["neu"]["f1"] == 1.0
+    assert out["per_class"]["pos"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
 def test_auc_binary_and_absent_class():
     # binary: positives 0.8, 0.4 vs negatives 0.2, 0.6 -> 3 of 4 pairs ranked right = 0.75
     binary = np.array([[0.8, 0.2], [0.2, 0.8], [0.6, 0.4], [0.4, 0.6]])

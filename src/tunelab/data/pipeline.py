@@ -11,15 +11,21 @@ from tunelab.data.cache import cache_dir, cache_key, load_entry, save_entry
 from tunelab.data.cleaning import Cleaner, CleanLog
 from tunelab.data.formats import check_columns, to_examples
 from tunelab.data.loading import Row, load_files, resolve_files
-from tunelab.data.report import label_counts, length_stats
+from tunelab.data.report import label_counts, length_stats, unknown_warnings
 from tunelab.data.splitting import (
     SPLITS,
     drop_cross_split_duplicates,
     label_names_of,
+    label_warnings,
     split_rows,
     subsample,
 )
-from tunelab.data.tokenization import Encoder, add_prompt_reference
+from tunelab.data.tokenization import (
+    Encoder,
+    add_prompt_reference,
+    unknown_rate,
+    unknown_token_id,
+)
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_json
 
@@ -103,7 +109,7 @@ def build(cfg: DataConfig, tokenizer: Any, sources: dict[str, list[Path]]) -> Pr
     rows_by_split = drop_cross_split_duplicates(rows_by_split, log)
     label_names = label_names_of(rows_by_split) if classification else None
     prepared = PreparedData({}, {}, label_names, {})
-    lengths, truncated = {}, {}
+    lengths, truncated, unknown = {}, {}, {}
     for name in SPLITS:
         if not rows_by_split[name]:
             continue
@@ -115,7 +121,11 @@ def build(cfg: DataConfig, tokenizer: Any, sources: dict[str, list[Path]]) -> Pr
         prepared.splits[name] = dataset_from(encoded.columns)
         prepared.examples[name] = examples
         lengths[name], truncated[name] = encoded.lengths, encoded.truncated
+        unknown[name] = unknown_rate(encoded.columns["input_ids"], tokenizer)
+    unk_token = tokenizer.unk_token if unknown_token_id(tokenizer) is not None else None
     prepared.report = build_report(cfg, prepared, log, lengths, truncated)
+    prepared.report.update(unk_token=unk_token, unk_rate=unknown)
+    prepared.report["warnings"] = report_warnings(prepared.report)
     return prepared
 
 
@@ -161,3 +171,11 @@ def build_report(
         report["label_names"] = prepared.label_names
         report["labels"] = {name: label_counts(ex) for name, ex in prepared.examples.items()}
     return report
+
+
+def report_warnings(report: dict[str, Any]) -> list[str]:
+    """The report's warnings: unknown tokens above the threshold, single-row or missing labels."""
+    warnings = unknown_warnings(report)
+    if "label_names" in report:
+        warnings += label_warnings(report["labels"], report["label_names"])
+    return warnings

@@ -1,4 +1,5 @@
-"""The data report: what cleaning removed, split sizes, labels, token lengths; and its printing."""
+"""The data report: what cleaning removed, split sizes, labels, token lengths, unknown tokens;
+its warnings and its printing."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
     from tunelab.data.pipeline import PreparedData
 
 PERCENTILES = (50, 90, 99)
+UNK_WARN_RATE = 0.05  # warn when more than 5% of a split's tokens are the unknown token
 
 
 def length_stats(lengths: list[int]) -> dict[str, float]:
@@ -29,6 +32,25 @@ def length_stats(lengths: list[int]) -> dict[str, float]:
 def label_counts(examples: list[dict[str, Any]]) -> dict[str, int]:
     """Rows per label, sorted by label."""
     return dict(sorted(Counter(ex["label"] for ex in examples).items()))
+
+
+def unknown_warnings(report: dict[str, Any]) -> list[str]:
+    """A warning when a split's unknown-token rate is above ``UNK_WARN_RATE``."""
+    high = {name: rate for name, rate in report["unk_rate"].items() if rate > UNK_WARN_RATE}
+    if not high:
+        return []
+    rates = ", ".join(f"{rate:.1%} of {name}" for name, rate in high.items())
+    return [
+        f"the tokenizer's unknown token {report['unk_token']!r} is {rates} tokens (warned above "
+        f"{UNK_WARN_RATE:.0%}): the model cannot read this text and will learn little from it; "
+        "use a model whose vocabulary covers the data's language (see docs/data.md)"
+    ]
+
+
+def print_warnings(report: dict[str, Any], console: Console) -> None:
+    """Print the data report's warnings, one line each."""
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def _snippet(example: dict[str, Any] | None, width: int = 70) -> str:
@@ -50,29 +72,36 @@ def print_report(prepared: PreparedData, console: Console) -> None:
         stats = report["token_lengths"][name]
         console.print(
             f"  {name}: {rows} rows, tokens p50 {stats['p50']:g} / p90 {stats['p90']:g} / "
-            f"max {stats['max']}, {report['truncated'][name]} truncated"
+            f"max {stats['max']}, {report['truncated'][name]} truncated, "
+            f"unknown tokens {report['unk_rate'][name]:.1%}"
         )
     removed = {k: v["removed"] for k, v in report["cleaning"]["removed"].items() if v["removed"]}
     summary = ", ".join(f"{k} {v}" for k, v in removed.items()) or "nothing"
     console.print(f"  removed: {summary}")
     if report.get("report_path"):
         console.print(f"  report: {report['report_path']}")
+    print_warnings(report, console)
 
 
 def print_inspection(prepared: PreparedData, console: Console) -> None:
     """Tables: rows and token lengths per split, label distribution, cleaning with examples."""
     report = prepared.report
     splits = Table(title=f"Splits (max_length {report['max_length']})")
-    for column in ("split", "rows", "p50", "p90", "p99", "max", "truncated"):
+    columns = ("split", "rows", "p50", "p90", "p99", "max", "truncated", "unknown tokens")
+    for column in columns:
         splits.add_column(column, justify="left" if column == "split" else "right")
     for name, rows in report["rows"].items():
         stats = report["token_lengths"][name]
         cells = [f"{stats[k]:g}" for k in ("p50", "p90", "p99")]
-        splits.add_row(name, str(rows), *cells, str(stats["max"]), str(report["truncated"][name]))
+        unknown = f"{report['unk_rate'][name]:.1%}"
+        splits.add_row(
+            name, str(rows), *cells, str(stats["max"]), str(report["truncated"][name]), unknown
+        )
     console.print(splits)
     if report.get("labels"):
         console.print(_label_table(report["labels"]))
     console.print(_cleaning_table(report["cleaning"]))
+    print_warnings(report, console)
 
 
 def _label_table(labels: dict[str, dict[str, int]]) -> Table:

@@ -103,3 +103,32 @@ def label_names_of(splits: dict[str, list[Row]]) -> list[str]:
                 f"split does not have (train labels: {', '.join(map(repr, names))})"
             )
     return names
+
+
+def label_warnings(labels: dict[str, dict[str, int]], names: list[str]) -> list[str]:
+    """Warnings for labels with a single row, and for evaluated splits that lack labels.
+
+    ``labels`` maps each split to its rows per label. Macro F1 averages over the labels the
+    evaluated split has (see docs/evaluation.md), so a missing label is left out of it.
+    """
+    totals = {name: sum(counts.get(name, 0) for counts in labels.values()) for name in names}
+    single = [name for name, total in totals.items() if total == 1]
+    out = []
+    if single:
+        out.append(
+            f"label(s) {_quoted(single)} have a single row: too few to learn or to evaluate; "
+            "add rows or merge the label into another"
+        )
+    for split in ("validation", "test"):
+        missing = [name for name in names if split in labels and not labels[split].get(name)]
+        if missing:
+            out.append(
+                f"{split} split has no rows of label(s) {_quoted(missing)} "
+                f"({len(names) - len(missing)} of {len(names)} labels present): f1_macro averages "
+                "only the labels present; per-class support is in eval_results.json"
+            )
+    return out
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(map(repr, names))

@@ -113,3 +113,30 @@ def add_prompt_reference(example: dict[str, Any], renderer: ChatRenderer) -> dic
     messages = example["messages"]
     reference = messages[last_assistant(messages)]["content"]
     return {**example, "prompt": renderer.prompt(messages), "reference": reference}
+
+
+def unknown_token_id(tokenizer: Any) -> int | None:
+    """The id of the tokenizer's unknown token; None when it has none that input can map to.
+
+    Byte-level tokenizers (GPT-2) name their end-of-text token as ``unk_token`` but never
+    emit it for text they cannot read, so an unk id shared with BOS/EOS does not count.
+    """
+    unk = tokenizer.unk_token_id
+    if unk is None or unk in {tokenizer.bos_token_id, tokenizer.eos_token_id}:
+        return None
+    return unk
+
+
+def unknown_rate(input_ids: list[list[int]], tokenizer: Any) -> float:
+    """Share of the non-special tokens in ``input_ids`` that are the unknown token."""
+    unk = unknown_token_id(tokenizer)
+    if unk is None:
+        return 0.0
+    special = set(tokenizer.all_special_ids) - {unk}
+    total = unknown = 0
+    for ids in input_ids:
+        for token in ids:
+            if token not in special:
+                total += 1
+                unknown += token == unk
+    return round(unknown / total, 4) if total else 0.0

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.table import Table
 
 
 class ClassificationAccumulator:
@@ -42,7 +43,13 @@ class ClassificationAccumulator:
         return sum(len(y) for y in self._labels)
 
     def compute(self) -> dict[str, Any]:
-        """accuracy, f1_macro, f1_micro, auc (None when undefined), confusion_matrix."""
+        """accuracy, f1_macro, f1_micro, auc (None when undefined), confusion_matrix, per_class.
+
+        ``f1_macro`` averages the F1 of the labels present in the evaluated rows (listed in
+        ``f1_macro_labels``): a label without rows has no defined recall, so it is left out
+        rather than counted as 0. ``per_class`` gives precision, recall, F1 and support of
+        every label, absent ones included (support 0).
+        """
         from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
         probs = np.concatenate(self._probs) if self._probs else np.zeros((0, self.num_labels))
@@ -51,16 +58,60 @@ class ClassificationAccumulator:
             raise ValueError("no examples were accumulated")
         pred = probs.argmax(-1)
         labels = list(range(self.num_labels))
+        present = sorted(int(c) for c in np.unique(y))
         auc, skipped = roc_auc(y, probs)
         return {
             "accuracy": float(accuracy_score(y, pred)),
-            "f1_macro": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+            "f1_macro": float(f1_score(y, pred, labels=present, average="macro", zero_division=0)),
+            "f1_macro_labels": [self.label_names[c] for c in present],
             "f1_micro": float(f1_score(y, pred, labels=labels, average="micro", zero_division=0)),
             "auc": auc,
             "auc_classes_skipped": [self.label_names[c] for c in skipped],
             "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
             "labels": self.label_names,
+            "per_class": per_class(y, pred, self.label_names),
         }
+
+
+def per_class(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Precision, recall, F1 and support (true rows) of every label, by label name."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, pred, labels=list(range(len(names))), zero_division=0
+    )
+    return {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(names)
+    }
+
+
+def class_tables(metrics: dict[str, Any]) -> list[Table]:
+    """The confusion matrix and the per-class table of a results record's metrics, if any."""
+    tables = []
+    matrix, names = metrics.get("confusion_matrix"), metrics.get("labels")
+    if matrix:
+        cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+        cm.add_column("")
+        for name in names:
+            cm.add_column(name, justify="right")
+        for name, row in zip(names, matrix, strict=True):
+            cm.add_row(name, *map(str, row))
+        tables.append(cm)
+    if metrics.get("per_class"):
+        table = Table(title="per class")
+        for column in ("label", "precision", "recall", "f1", "support"):
+            table.add_column(column, justify="left" if column == "label" else "right")
+        for name, row in metrics["per_class"].items():
+            scores = [f"{row[k]:.4f}" for k in ("precision", "recall", "f1")]
+            table.add_row(name, *scores, str(row["support"]))
+        tables.append(table)
+    return tables
 
 
 def roc_auc(y: np.ndarray, probs: np.ndarray) -> tuple[float | None, list[int]]:

@@ -24,7 +24,7 @@ from torch import nn
 from tunelab.config import RunConfig, load_config
 from tunelab.data.rendering import Rendering, render_prompt, with_stored_rendering
 from tunelab.errors import TunelabError
-from tunelab.evaluate.classification import ClassificationAccumulator
+from tunelab.evaluate.classification import ClassificationAccumulator, class_tables
 from tunelab.evaluate.consistency import ConsistencyAccumulator, NliScorer
 from tunelab.evaluate.diversity import DiversityAccumulator
 from tunelab.evaluate.efficiency import LatencyMeter, efficiency_metrics
@@ -190,7 +190,7 @@ def _wordnet_ready() -> bool:
 # metric family -> result keys it produces
 _KEYS = {
     "accuracy": ("accuracy",),
-    "f1": ("f1_macro", "f1_micro"),
+    "f1": ("f1_macro", "f1_macro_labels", "f1_micro", "per_class"),
     "auc": ("auc", "auc_classes_skipped"),
     "confusion_matrix": ("confusion_matrix", "labels"),
     "perplexity": ("loss", "perplexity"),
@@ -485,7 +485,7 @@ def _sides(tokenizer: Any, padding: str, truncation: str) -> Iterator[None]:
 
 
 def print_results(console: Console, record: dict[str, Any]) -> None:
-    """A table of the scalar metrics, and the confusion matrix when there is one."""
+    """A table of the scalar metrics; the confusion matrix and per-class table if there are."""
     table = Table(title=f"evaluation: {record['split']} ({record['num_examples']} examples)")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -495,13 +495,5 @@ def print_results(console: Console, record: dict[str, Any]) -> None:
         elif isinstance(value, int | str) or value is None:
             table.add_row(key, str(value))
     console.print(table)
-    matrix = record["metrics"].get("confusion_matrix")
-    if matrix:
-        names = record["metrics"]["labels"]
-        cm = Table(title="confusion matrix (rows: true, columns: predicted)")
-        cm.add_column("")
-        for name in names:
-            cm.add_column(name, justify="right")
-        for name, row in zip(names, matrix, strict=True):
-            cm.add_row(name, *map(str, row))
-        console.print(cm)
+    for extra in class_tables(record["metrics"]):
+        console.print(extra)

@@ -80,7 +80,7 @@ def train(
     """Run the whole training of ``cfg``; ``resume``: True/False forces, None auto-resumes."""
     from accelerate.utils import set_seed
 
-    from tunelab.data import prepare_data
+    from tunelab.data import prepare_data, print_warnings
     from tunelab.methods import print_trainable_summary, trainable_summary
     from tunelab.models import load_tokenizer
 
@@ -102,6 +102,7 @@ def train(
     model = build_model(cfg, prepared.label_names)
     params = trainable_summary(model)
     if accelerator.is_main_process:
+        print_warnings(prepared.report, console)
         print_trainable_summary(params, console)
         dump_config(cfg, cfg.run_dir / "config.yaml")
 
