@@ -215,7 +215,9 @@ class FreezeSettings(Section):
     """Layer freezing: train the top N blocks, or parameters matching patterns."""
 
     top_n_layers: PositiveInt | None = Field(
-        default=None, description="Train only the top N transformer blocks (+ head, final norm)."
+        default=None,
+        description="Train only the top N transformer blocks (+ head, final norm); when neither "
+        "this nor patterns is given, the top 2 blocks (all blocks of a smaller model).",
     )
     patterns: list[str] | None = Field(
         default=None, description="Regexes of parameter names to train (instead of top_n_layers)."
@@ -224,8 +226,8 @@ class FreezeSettings(Section):
 
     @model_validator(mode="after")
     def _one_of(self) -> FreezeSettings:
-        if (self.top_n_layers is None) == (self.patterns is None):
-            raise ValueError("give exactly one of top_n_layers or patterns")
+        if self.top_n_layers is not None and self.patterns is not None:
+            raise ValueError("give top_n_layers or patterns, not both")
         return self
 
 
@@ -316,7 +318,9 @@ METHOD_SETTINGS: dict[str, str] = {
 
 class MethodConfig(Section):
     name: MethodName = Field(default="lora", description="Which fine-tuning method to use.")
-    freeze: FreezeSettings | None = Field(default=None, description="Settings for name: freeze.")
+    freeze: FreezeSettings = Field(
+        default_factory=FreezeSettings, description="Settings for name: freeze."
+    )
     bitfit: BitFitSettings = Field(
         default_factory=BitFitSettings, description="Settings for name: bitfit."
     )
@@ -339,8 +343,6 @@ class MethodConfig(Section):
                 f"settings block(s) {', '.join(stray)} given but method.name is {self.name!r}; "
                 f"remove them or set method.name: {stray[0]}"
             )
-        if self.name == "freeze" and self.freeze is None:
-            raise ValueError("method.name freeze needs a method.freeze block with top_n_layers")
         return self
 
     def _is_default(self, name: str) -> bool:
