@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tunelab.config_overrides import override_value, switch_method
 from tunelab.errors import ConfigError
 
 Task = Literal["classification", "causal_lm"]
@@ -585,8 +586,9 @@ def load_config(
 ) -> RunConfig:
     """Read, override and validate a run config; raise ConfigError listing every problem.
 
-    ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML), applied before
-    validation so they are type-checked like the file.
+    ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML, kept whole where
+    YAML would read a comment), applied before validation so they are type-checked like the
+    file; ``method.name=...`` replaces the file's method (see :mod:`tunelab.config_overrides`).
     """
     name = None
     if isinstance(source, dict):
@@ -620,6 +622,7 @@ def apply_overrides(
     import copy
 
     out = copy.deepcopy(raw)
+    switch_method(out, overrides, METHOD_SETTINGS)
     problems = []
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -637,10 +640,7 @@ def apply_overrides(
                 break
             node = child
         else:
-            try:
-                node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
-            except yaml.YAMLError:
-                node[parts[-1]] = value
+            node[parts[-1]] = override_value(value)
     if problems:
         raise ConfigError(problems, name)
     return out
