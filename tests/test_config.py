@@ -101,9 +101,15 @@ def test_method_settings_block_must_match_name():
     assert "settings block(s) adapter given but method.name is 'lora'" in problem
 
 
+def test_freeze_needs_no_settings_block():
+    cfg = load_config(_with(method={"name": "freeze"}))
+    assert cfg.method.settings.top_n_layers is None and cfg.method.settings.patterns is None
+    assert cfg.method.settings.train_head is True
+
+
 def test_method_cross_field_checks():
     assert (
-        "exactly one of top_n_layers or patterns"
+        "give top_n_layers or patterns, not both"
         in _problems(
             _with(method={"name": "freeze", "freeze": {"top_n_layers": 2, "patterns": ["x"]}})
         )[0]

@@ -8,9 +8,9 @@ import pytest
 from rich.console import Console
 
 from method_helpers import build, trainable_names
-from tunelab.config import ModelConfig
+from tunelab.config import ModelConfig, load_config
 from tunelab.errors import TunelabError
-from tunelab.methods import print_trainable_summary, trainable_summary
+from tunelab.methods import apply_method, print_trainable_summary, trainable_summary
 from tunelab.models import load_model
 
 
@@ -40,6 +40,33 @@ def test_freeze_top_layers_bert_with_pooler_and_head(tiny_bert_dir):
     _, model = build(tiny_bert_dir, "classification", method)
     prefixes = ("bert.encoder.layer.1.", "bert.pooler.", "classifier.")
     assert trainable_names(model) == {n for n in names(model) if n.startswith(prefixes)}
+
+
+def test_freeze_default_trains_the_top_two_blocks_and_head():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+        num_attention_heads=2, num_labels=3,
+    )  # fmt: skip
+    model = BertForSequenceClassification(config)
+    cfg = load_config(
+        {
+            "model": {"name_or_path": "unused"},
+            "data": {"path": "unused.jsonl", "format": "classification"},
+            "method": {"name": "freeze"},
+            "output": {"dir": "run"},
+        }
+    )
+    apply_method(model, cfg.method, "classification")
+    prefixes = ("bert.encoder.layer.1.", "bert.encoder.layer.2.", "bert.pooler.", "classifier.")
+    assert trainable_names(model) == {n for n in names(model) if n.startswith(prefixes)}
+
+
+def test_freeze_default_on_a_two_block_model_trains_both(tiny_llama_dir):
+    _, model = build(tiny_llama_dir, "causal_lm", {"name": "freeze"})
+    expected = {n for n in names(model) if n.startswith("model.layers.")} | {"model.norm.weight"}
+    assert trainable_names(model) == expected
 
 
 def test_freeze_patterns_without_head(tiny_bert_dir):

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from tunelab.config_overrides import override_value, switch_method
 from tunelab.errors import ConfigError
 from tunelab.metric_catalog import infer_mode
 
@@ -235,7 +236,9 @@ class FreezeSettings(Section):
     """Layer freezing: train the top N blocks, or parameters matching patterns."""
 
     top_n_layers: PositiveInt | None = Field(
-        default=None, description="Train only the top N transformer blocks (+ head, final norm)."
+        default=None,
+        description="Train only the top N transformer blocks (+ head, final norm); when neither "
+        "this nor patterns is given, the top 2 blocks (all blocks of a smaller model).",
     )
     patterns: list[str] | None = Field(
         default=None, description="Regexes of parameter names to train (instead of top_n_layers)."
@@ -246,8 +249,8 @@ class FreezeSettings(Section):
 
     @model_validator(mode="after")
     def _one_of(self) -> FreezeSettings:
-        if (self.top_n_layers is None) == (self.patterns is None):
-            raise ValueError("give exactly one of top_n_layers or patterns")
+        if self.top_n_layers is not None and self.patterns is not None:
+            raise ValueError("give top_n_layers or patterns, not both")
         return self
 
 
@@ -338,7 +341,9 @@ METHOD_SETTINGS: dict[str, str] = {
 
 class MethodConfig(Section):
     name: MethodName = Field(default="lora", description="Which fine-tuning method to use.")
-    freeze: FreezeSettings | None = Field(default=None, description="Settings for name: freeze.")
+    freeze: FreezeSettings = Field(
+        default_factory=FreezeSettings, description="Settings for name: freeze."
+    )
     bitfit: BitFitSettings = Field(
         default_factory=BitFitSettings, description="Settings for name: bitfit."
     )
@@ -361,8 +366,6 @@ class MethodConfig(Section):
                 f"settings block(s) {', '.join(stray)} given but method.name is {self.name!r}; "
                 f"remove them or set method.name: {stray[0]}"
             )
-        if self.name == "freeze" and self.freeze is None:
-            raise ValueError("method.name freeze needs a method.freeze block with top_n_layers")
         return self
 
     def _is_default(self, name: str) -> bool:
@@ -620,8 +623,9 @@ def load_config(
 ) -> RunConfig:
     """Read, override and validate a run config; raise ConfigError listing every problem.
 
-    ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML), applied before
-    validation so they are type-checked like the file.
+    ``overrides`` are ``dotted.key=value`` strings (values parsed as YAML, kept whole where
+    YAML would read a comment), applied before validation so they are type-checked like the
+    file; ``method.name=...`` replaces the file's method (see :mod:`tunelab.config_overrides`).
     """
     name = None
     if isinstance(source, dict):
@@ -655,6 +659,7 @@ def apply_overrides(
     import copy
 
     out = copy.deepcopy(raw)
+    switch_method(out, overrides, METHOD_SETTINGS)
     problems = []
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -672,10 +677,7 @@ def apply_overrides(
                 break
             node = child
         else:
-            try:
-                node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
-            except yaml.YAMLError:
-                node[parts[-1]] = value
+            node[parts[-1]] = override_value(value)
     if problems:
         raise ConfigError(problems, name)
     return out

@@ -1,4 +1,8 @@
-"""Layer freezing: train the top N blocks (+ final norm, pooler, task head) or regex matches."""
+"""Layer freezing: train the top N blocks (+ final norm, pooler, task head) or regex matches.
+
+With neither ``top_n_layers`` nor ``patterns`` set, the top two blocks train (all of them in a
+model with fewer).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from torch import nn
 from tunelab.config import FreezeSettings, Task
 from tunelab.errors import TunelabError
 from tunelab.methods.common import after_blocks, find_blocks, head_names, set_trainable
+
+DEFAULT_TOP_N = 2
+"""Blocks trained when neither ``top_n_layers`` nor ``patterns`` is given."""
 
 
 def freeze_targets(model: nn.Module, settings: FreezeSettings, task: Task) -> set[str]:
@@ -25,7 +32,7 @@ def freeze_targets(model: nn.Module, settings: FreezeSettings, task: Task) -> se
             )
     else:
         blocks_name, blocks = find_blocks(model)
-        n = int(settings.top_n_layers or 0)
+        n = settings.top_n_layers or min(DEFAULT_TOP_N, len(blocks))
         if n > len(blocks):
             raise TunelabError(
                 f"method.freeze.top_n_layers is {n} but the model has {len(blocks)} blocks"

@@ -1,0 +1,59 @@
+"""Command-line overrides (``key.path=value``): how values are typed and how a method switches.
+
+Values are read as YAML (``1e-4``, ``true``, ``[a, b]``), but a command line has no comments:
+a value YAML would cut at `` #`` (``output.dir=runs/my run #1``) is kept whole, as a string.
+
+``method.name=NAME`` on the command line replaces the method: the settings blocks of other
+methods that came from the file are dropped, with a note (so one config can sweep over
+methods). In the file itself, a block for another method stays an error.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+
+def override_value(text: str) -> Any:
+    """The YAML-typed value of an override; ``text`` stays whole where YAML would drop a part."""
+    if not text.strip():
+        return None
+    try:
+        node = yaml.compose(text)
+        if node is None or node.end_mark.index < len(text.rstrip()):
+            return text  # only a comment, or a trailing part YAML reads as a comment
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def switch_method(raw: dict[str, Any], overrides: Iterable[str], blocks: Iterable[str]) -> None:
+    """Drop (in place) the file's settings blocks of methods other than a ``method.name`` override.
+
+    Nothing is dropped when the override names the file's own method; blocks the overrides
+    themselves set are kept, so contradictory overrides are still refused.
+    """
+    names = [item.partition("=")[2] for item in overrides if _key(item) == "method.name"]
+    method = raw.get("method")
+    if not names or not isinstance(method, dict):
+        return
+    name = override_value(names[-1])
+    if name == method.get("name"):
+        return
+    keys = [_key(item).split(".") for item in overrides]
+    overridden = {parts[1] for parts in keys if len(parts) > 2 and parts[0] == "method"}
+    for block in blocks:
+        if block != name and block in method and block not in overridden:
+            del method[block]
+            print(
+                f"note: method.name={name} given on the command line; dropped the file's "
+                f"method.{block} settings",
+                file=sys.stderr,
+            )
+
+
+def _key(item: str) -> str:
+    return item.partition("=")[0].strip()
