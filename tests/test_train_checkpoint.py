@@ -109,3 +109,31 @@ def test_resume_decisions(tmp_path):
             resume_checkpoint(changed, mode)
         assert "\n" not in str(err.value)
     assert json.loads((path / "state.json").read_text())["config_hash"] != ckpt.config_hash(changed)
+
+
+def test_resume_accepts_length_and_cadence_changes_and_names_the_others(tmp_path):
+    cfg = lm_config(tmp_path / "m", tmp_path / "d.jsonl", tmp_path / "run", {"max_steps": 4})
+    model, opt = tiny_setup()
+    path = ckpt.checkpoints_dir(cfg.run_dir) / "step-4"
+    state = {"step": 4, "config_hash": ckpt.config_hash(cfg), "settings": ckpt.run_settings(cfg)}
+    ckpt.save_checkpoint(path, model, opt, state)
+    later = cfg.model_copy(deep=True)
+    later.train.max_steps, later.train.epochs, later.train.eval_every = 8, 5.0, 3
+    later.train.early_stopping.patience, later.eval.batch_size = 7, 2
+    assert resume_checkpoint(later, None) == path
+    changes = ckpt.settings_changes(path, later)
+    assert changes["train.max_steps"] == (4, 8) and changes["train.eval_every"] == (None, 3)
+    assert set(changes) == {
+        "train.max_steps",
+        "train.epochs",
+        "train.eval_every",
+        "train.early_stopping.patience",
+        "eval.batch_size",
+    }
+    other = later.model_copy(deep=True)
+    other.train.batch_size, other.method.lora.r, other.train.seed = 8, 16, 3
+    with pytest.raises(TunelabError) as err:
+        resume_checkpoint(other, None)
+    message = str(err.value)
+    assert "(method.lora.r 4 -> 16, train.batch_size 4 -> 8, train.seed 42 -> 3)" in message
+    assert "train.max_steps" not in message and "\n" not in message

@@ -11,6 +11,7 @@ from tunelab.config import ModelConfig, Task
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_dir
 from tunelab.paths import PKG_PREFIX, cache_root, resolve_path
+from tunelab.status import status
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -88,6 +89,7 @@ def load_model(
     except (OSError, ValueError) as exc:
         raise _load_error(model_cfg.name_or_path, source, exc) from None
     check_task_fit(config, task, model_cfg.name_or_path)
+    status(f"loading model {model_cfg.name_or_path}")
     kwargs: dict[str, Any] = {"trust_remote_code": trust}
     kwargs["dtype"] = "auto" if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype)
     if model_cfg.attn_implementation:
@@ -161,6 +163,10 @@ def ensure_gguf_cache(model_cfg: ModelConfig) -> Path:
     quiet_transformers()
     source = str(resolve_path(model_cfg.name_or_path))
     gguf = str(model_cfg.gguf_file)
+    status(
+        f"dequantising GGUF file {Path(source) / gguf} once into cache {target} "
+        "(takes a while the first time; later runs load the cache)"
+    )
     try:
         tok = AutoTokenizer.from_pretrained(source, gguf_file=gguf)
         model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, dtype=torch.float32)

@@ -28,6 +28,7 @@ from tunelab.data.tokenization import (
 )
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_json
+from tunelab.status import status
 
 
 @dataclass
@@ -55,6 +56,7 @@ def prepare_data(cfg: RunConfig, tokenizer: Any = None) -> PreparedData:
     path = cache_dir(cfg) / cache_key(cfg, sources, tokenizer)
     entry = load_entry(path)
     if entry is None:
+        status(f"preparing data from {cfg.data.path} (cached in {path} for the next runs)")
         prepared = build(cfg.data, tokenizer, sources)
         meta = {
             "examples": prepared.examples,
@@ -110,6 +112,9 @@ def build(cfg: DataConfig, tokenizer: Any, sources: dict[str, list[Path]]) -> Pr
     label_names = label_names_of(rows_by_split) if classification else None
     prepared = PreparedData({}, {}, label_names, {})
     lengths, truncated, unknown = {}, {}, {}
+    counts = [f"{name} {len(rows_by_split[name])}" for name in SPLITS if rows_by_split[name]]
+    total = sum(len(rows_by_split[name]) for name in SPLITS)
+    status(f"tokenising {total} rows ({', '.join(counts)})")
     for name in SPLITS:
         if not rows_by_split[name]:
             continue

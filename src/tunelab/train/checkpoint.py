@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tunelab.config import RunConfig
+from tunelab.errors import TunelabError
 from tunelab.io import atomic_dir
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -44,6 +45,17 @@ UNHASHED_TRAIN_KEYS = (
     "compile",
     "early_stopping",
 )
+# settings (and the sections below them) that resume may change: they alter no step already taken
+RESUMABLE_KEYS = (
+    *(f"train.{key}" for key in UNHASHED_TRAIN_KEYS),
+    "train.max_steps",  # extend (the LR schedule is recomputed for the new total)
+    "train.epochs",
+    "data.cache_dir",
+    "model.cache_dir",
+    "eval",
+)
+SETTINGS_SECTIONS = {"model", "data", "method", "train", "eval"}
+SHOWN_CHANGES = 4  # changed keys named in full in a refusal
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -53,6 +65,62 @@ def config_hash(cfg: RunConfig) -> str:
         relevant["train"].pop(key)
     text = json.dumps(relevant, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The config's model, data, method, train and eval settings as flat dotted keys."""
+    return _flatten(cfg.model_dump(mode="json", include=SETTINGS_SECTIONS))
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resumable(key: str) -> bool:
+    """Whether resume may change setting ``key`` (it alters no step already taken)."""
+    return any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)
+
+
+def settings_changes(path: Path, cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """``{key: (at the checkpoint, now)}`` for every setting ``cfg`` changes since ``path``.
+
+    Raises a TunelabError naming the changed keys when one of them alters the steps already
+    taken (lr, batch size, seed, data, method, model...): only :data:`RESUMABLE_KEYS` may change.
+    """
+    state = read_state(path)
+    stored = state.get("settings")
+    if stored is None:  # written before checkpoints recorded their settings: compare hashes
+        if state.get("config_hash") != config_hash(cfg):
+            raise _refusal(path, "")
+        return {}
+    now = run_settings(cfg)
+    changes = {
+        key: (stored.get(key), now.get(key))
+        for key in sorted(stored.keys() | now.keys())
+        if stored.get(key) != now.get(key)
+    }
+    refused = [
+        f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items() if not resumable(key)
+    ]
+    if refused:
+        more = len(refused) - SHOWN_CHANGES
+        named = ", ".join(refused[:SHOWN_CHANGES]) + (f" and {more} more" if more > 0 else "")
+        raise _refusal(path, f" ({named})")
+    return changes
+
+
+def _refusal(path: Path, changed: str) -> TunelabError:
+    return TunelabError(
+        f"{path} was written with a different training config{changed}, which would change "
+        "the steps already taken; restore it to resume, pass --no-resume to start over "
+        "(deletes the checkpoints), or change output.dir"
+    )
 
 
 def checkpoints_dir(run_dir: Path) -> Path:

@@ -34,7 +34,7 @@ from tunelab.train.objective import Batch, LossFn, input_tokens, loss_items
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.sharding import forward_needs_all, full_tensor, no_gradient_sync
 from tunelab.train.signals import StopRequest, stop_on_signals
-from tunelab.train.zero import engine_of, zero_backward, zero_step
+from tunelab.train.zero import engine_of, unwrap_model, zero_backward, zero_step
 
 Metrics = dict[str, float]
 
@@ -291,7 +291,7 @@ def validate(loop: Loop) -> Metrics:
 
     accelerator = loop.accelerator
     metrics: list[Metrics | None] = [None]
-    model = accelerator.unwrap_model(loop.model)
+    model = unwrap_model(accelerator, loop.model)
     if accelerator.is_main_process or forward_needs_all(model):
         model.eval()
         with torch.no_grad(), accelerator.autocast():
@@ -329,13 +329,14 @@ def save(loop: Loop, state: LoopState, stopper: EarlyStopping) -> None:
     info = {
         **loop.checkpoint_info,
         "step": state.step,
+        "total_steps": loop.total_steps,
         "loop": asdict(state),
         "early_stopping": stopper.state_dict(),
         "scheduler": loop.scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
     }
     path = checkpoints_dir(loop.run_dir) / f"step-{state.step}"
-    model = accelerator.unwrap_model(loop.model)
+    model = unwrap_model(accelerator, loop.model)
     save_checkpoint(path, model, loop.optimizer, info, write=accelerator.is_main_process)
     if accelerator.is_main_process:
         keep = {stopper.best_step} if stopper.best_step is not None else set()

@@ -1,4 +1,4 @@
-"""Progress bar, ``metrics.jsonl``, experiment trackers and the end-of-run summary."""
+"""Progress (live bar or plain lines), ``metrics.jsonl``, trackers and the end-of-run summary."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import importlib.util
 import json
 import resource
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
+PLAIN_INTERVAL_S = 10.0  # shortest gap between two plain progress lines
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 
@@ -74,14 +76,28 @@ def truncate_metrics(run_dir: Path, after_step: int) -> None:
 
 
 class Monitor:
-    """Logs to the progress bar, ``metrics.jsonl`` and Accelerate's trackers (main process)."""
+    """Logs to the progress display, ``metrics.jsonl`` and Accelerate's trackers (main process).
+
+    On a terminal the progress is Rich's live bar; elsewhere (CI logs, ``> file``) it is whole
+    plain lines (:class:`PlainProgress`).
+    """
 
     def __init__(
-        self, run_dir: Path, accelerator: Any, console: Console, total_steps: int, start: int
+        self,
+        run_dir: Path,
+        accelerator: Any,
+        console: Console,
+        total_steps: int,
+        start: int,
+        log_every: int = 1,
     ) -> None:
         self.path = Path(run_dir) / METRICS_FILE
         self.accelerator = accelerator
         self.main = accelerator.is_main_process
+        self.console = console
+        live = self.main and (console.is_interactive or console.is_jupyter)
+        plain = self.main and not live
+        self.plain = PlainProgress(console, total_steps, start, log_every) if plain else None
         self.progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
@@ -91,7 +107,7 @@ class Monitor:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
-            disable=not self.main,
+            disable=not live,
         )
         self.task = self.progress.add_task(
             "train",
@@ -111,7 +127,7 @@ class Monitor:
         self.progress.stop()
 
     def advance(self, step: int, record: dict[str, float]) -> None:
-        """Move the bar to ``step`` showing the latest step's numbers."""
+        """Move the progress to ``step`` showing the latest step's numbers."""
         self.progress.update(
             self.task,
             completed=step,
@@ -120,6 +136,8 @@ class Monitor:
             lr=record["lr"],
             tps=record["tokens_per_s"],
         )
+        if self.plain is not None:
+            self.plain.advance(step, record)
 
     def log(self, kind: str, step: int, values: dict[str, Any]) -> None:
         """Append ``{"type": kind, "step": step, **values}`` to metrics.jsonl and trackers."""
@@ -138,7 +156,50 @@ class Monitor:
 
     def message(self, text: str) -> None:
         if self.main:
-            self.progress.console.print(text)
+            self.console.print(text)
+
+
+class PlainProgress:
+    """Progress as whole lines, for output that is not a terminal.
+
+    A line every ``log_every`` steps, at most one per ``PLAIN_INTERVAL_S`` seconds, and
+    always for the first and the last step: ``step 10/150  epoch 0.07  loss 1.2340  ...``.
+    """
+
+    def __init__(self, console: Console, total_steps: int, start: int, log_every: int) -> None:
+        self.console = console
+        self.total = total_steps
+        self.start = start
+        self.log_every = log_every
+        self.started = time.monotonic()
+        self.last_line: float | None = None
+
+    def due(self, step: int, now: float) -> bool:
+        """Whether ``step`` gets a line."""
+        if step in (self.start + 1, self.total):
+            return True
+        recent = self.last_line is not None and now - self.last_line < PLAIN_INTERVAL_S
+        return step % self.log_every == 0 and not recent
+
+    def advance(self, step: int, record: dict[str, float]) -> None:
+        now = time.monotonic()
+        if not self.due(step, now):
+            return
+        self.last_line = now
+        elapsed = now - self.started
+        eta = elapsed / max(step - self.start, 1) * (self.total - step)
+        line = (
+            f"step {step}/{self.total}  epoch {record['epoch']:.2f}  loss {record['loss']:.4f}  "
+            f"lr {record['lr']:.2e}  tok/s {record['tokens_per_s']:,.0f}  "
+            f"elapsed {clock(elapsed)}  eta {clock(eta)}"
+        )
+        self.console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def clock(seconds: float) -> str:
+    """``H:MM:SS`` of a duration."""
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def print_summary(console: Console, summary: dict[str, Any], run_dir: Path) -> None:

@@ -24,6 +24,8 @@ from tunelab.train.checkpoint import (
     load_weights,
     read_state,
     remove_partial,
+    run_settings,
+    settings_changes,
 )
 from tunelab.train.collate import PadCollator
 from tunelab.train.dropout import set_dropout
@@ -42,8 +44,9 @@ from tunelab.train.optim import build_optimizer
 from tunelab.train.precision import compile_model, enable_cpu_fp16, precision_warning
 from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
 from tunelab.train.sampler import LengthGroupedBatchSampler
-from tunelab.train.schedule import build_scheduler
+from tunelab.train.schedule import build_scheduler, reschedule
 from tunelab.train.sharding import fsdp_requested, is_sharded, needs_gathering, shard_model
+from tunelab.train.startup import resume_notes, template_note
 from tunelab.train.validate import make_validator, validation_loader
 from tunelab.train.zero import (
     ZeroOptimizerState,
@@ -53,6 +56,7 @@ from tunelab.train.zero import (
     deepspeed_requested,
     end_zero3_model_init,
     fix_process_count,
+    unwrap_model,
     zero_offload,
     zero_stage,
 )
@@ -97,6 +101,9 @@ def train(
     resume_from = prepare_run_dir(cfg, resume, accelerator, console)
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
+    template = template_note(cfg, tokenizer)
+    if template and accelerator.is_main_process:
+        console.print(template)
     with accelerator.main_process_first():
         prepared = prepare_data(cfg, tokenizer)
     model = build_model(cfg, prepared.label_names)
@@ -111,8 +118,11 @@ def train(
     if resume_from is not None:
         state, stopper = restore(loop, resume_from, stopper)
         if accelerator.is_main_process:
-            console.print(f"resuming from {resume_from} (step {state.step} of {loop.total_steps})")
-    with Monitor(cfg.run_dir, accelerator, console, loop.total_steps, state.step) as monitor:
+            for note in resume_notes(cfg, resume_from, state.step, loop.total_steps):
+                console.print(note, soft_wrap=True)
+    with Monitor(
+        cfg.run_dir, accelerator, console, loop.total_steps, state.step, cfg.train.log_every
+    ) as monitor:
         reason = fit(loop, state, stopper, monitor)
     if reason == "interrupted":
         accelerator.end_training()
@@ -157,7 +167,7 @@ def final_model(
     """
     from tunelab.methods import load_trainable_state_dict, trainable_state_dict
 
-    model = accelerator.unwrap_model(model)
+    model = unwrap_model(accelerator, model)
     if not needs_gathering(model):
         return model
     end_zero3_model_init()
@@ -247,7 +257,7 @@ def run_summary(
         "total_params": params.total,
         "world_size": accelerator.num_processes,
         "distributed_type": accelerator.distributed_type.value,
-        "fsdp_sharded": is_sharded(accelerator.unwrap_model(loop.model)),
+        "fsdp_sharded": is_sharded(unwrap_model(accelerator, loop.model)),
         "zero_stage": zero_stage(loop.model),
         "zero_offload": zero_offload(loop.model),
         "precision": cfg.train.precision,
@@ -351,6 +361,7 @@ def checkpoint_info(cfg: RunConfig, world_size: int) -> dict[str, Any]:
     """What every checkpoint records about the run that wrote it."""
     return {
         "config_hash": config_hash(cfg),
+        "settings": run_settings(cfg),
         "seed": cfg.train.seed,
         "world_size": world_size,
         "batch_size": cfg.train.batch_size,
@@ -362,8 +373,9 @@ def resume_checkpoint(cfg: RunConfig, resume: bool | None) -> Path | None:
     """The checkpoint to resume from, or None for a fresh start.
 
     ``resume=None`` resumes when the run directory holds a checkpoint of the same config;
-    ``True`` requires one; ``False`` starts over. A checkpoint of a different config is refused
-    unless ``resume`` is False.
+    ``True`` requires one; ``False`` starts over. A checkpoint of a config that changes the
+    steps already taken is refused, naming the changed keys, unless ``resume`` is False;
+    other changes (more steps or epochs, eval/save/log cadence) resume.
     """
     if resume is False:
         return None
@@ -372,13 +384,19 @@ def resume_checkpoint(cfg: RunConfig, resume: bool | None) -> Path | None:
         if resume:
             raise TunelabError(f"--resume: no checkpoint in {checkpoints_dir(cfg.run_dir)}")
         return None
-    stored = read_state(latest).get("config_hash")
-    if stored != config_hash(cfg):
-        raise TunelabError(
-            f"{latest} was written with a different training config; restore that config to "
-            f"resume, pass --no-resume to start over (deletes the checkpoints), or change output.dir"
-        )
+    settings_changes(latest, cfg)  # raises for a change to the steps already taken
+    steps = cfg.train.max_steps
+    if steps is not None and steps < read_state(latest)["step"]:
+        raise too_short(latest, read_state(latest)["step"], steps)
     return latest
+
+
+def too_short(path: Path, step: int, total_steps: int) -> TunelabError:
+    """The error for resuming a checkpoint with fewer steps than it has taken."""
+    return TunelabError(
+        f"{path} is at step {step}, but train.max_steps/train.epochs now give {total_steps} "
+        "steps; raise them to resume, or pass --no-resume to start over"
+    )
 
 
 def prepare_run_dir(
@@ -439,16 +457,23 @@ def finished_run(cfg: RunConfig) -> dict[str, Any] | None:
 
 
 def restore(loop: Loop, path: Path, stopper: EarlyStopping) -> tuple[LoopState, EarlyStopping]:
-    """Load a checkpoint into the loop's model, optimizer, scheduler and RNG."""
+    """Load a checkpoint into the loop's model, optimizer, scheduler and RNG.
+
+    A run extended (or shortened) since the checkpoint follows its new LR schedule from here.
+    """
     accelerator = loop.accelerator
-    stored_world = read_state(path)["world_size"]
-    if stored_world != accelerator.num_processes:
+    stored = read_state(path)
+    if stored["world_size"] != accelerator.num_processes:
         raise TunelabError(
-            f"{path} was written by {stored_world} process(es); resume with the same number "
-            f"(now {accelerator.num_processes}) so the data order matches"
+            f"{path} was written by {stored['world_size']} process(es); resume with the same "
+            f"number (now {accelerator.num_processes}) so the data order matches"
         )
-    state = load_checkpoint(path, accelerator.unwrap_model(loop.model), loop.optimizer)
+    if stored["step"] > loop.total_steps:  # fewer epochs than taken (max_steps: checked before)
+        raise too_short(path, stored["step"], loop.total_steps)
+    state = load_checkpoint(path, unwrap_model(accelerator, loop.model), loop.optimizer)
     loop.scheduler.load_state_dict(state["scheduler"])
+    if state.get("total_steps", loop.total_steps) != loop.total_steps:
+        reschedule(loop.scheduler)
     scaler = getattr(accelerator, "scaler", None)
     if scaler is not None and state["scaler"] is not None:
         scaler.load_state_dict(state["scaler"])

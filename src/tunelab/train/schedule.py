@@ -48,3 +48,13 @@ def build_scheduler(optimizer: Optimizer, cfg: TrainConfig, total_steps: int) ->
         return lr_factor(step, cfg.scheduler, total_steps, warmup, min_ratio)
 
     return LambdaLR(optimizer, factor)
+
+
+def reschedule(scheduler: LambdaLR) -> None:
+    """Set the learning rate of the next update from ``scheduler``'s own schedule.
+
+    After resuming with another total of steps, the loaded state holds the LR of the old
+    schedule; the steps already taken keep theirs, the remaining ones follow the new one.
+    """
+    scheduler.last_epoch -= 1
+    scheduler.step()  # recomputes every group's LR for update ``last_epoch`` again

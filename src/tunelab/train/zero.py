@@ -36,6 +36,26 @@ def deepspeed_requested() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
+def unwrap_model(accelerator: Any, model: nn.Module) -> nn.Module:
+    """The model inside its DDP/FSDP wrappers (or its DeepSpeed engine).
+
+    ``accelerator.unwrap_model`` imports deepspeed whenever it is installed (which costs
+    seconds and prints DeepSpeed's "Setting accelerator to CPU" warning), so only a DeepSpeed
+    run calls it; any other run strips the torch wrappers here.
+    """
+    if deepspeed_requested():
+        return accelerator.unwrap_model(model)
+    wrappers: tuple[type, ...] = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    if torch.distributed.is_available():
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        wrappers += (FullyShardedDataParallel,)
+    model = getattr(model, "_orig_mod", model)  # a wrapper compiled by Accelerate's dynamo plugin
+    while isinstance(model, wrappers):
+        model = model.module
+    return model
+
+
 def check_deepspeed(cfg: TrainConfig) -> None:
     """Refuse, at start, what tunelab does not run under DeepSpeed."""
     if importlib.util.find_spec("deepspeed") is None:
