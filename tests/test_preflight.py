@@ -17,7 +17,7 @@ from data_helpers import classification_rows, write_jsonl
 from tunelab.cli import main
 from tunelab.config import EarlyStoppingConfig, load_config
 from tunelab.errors import ConfigError
-from tunelab.metric_catalog import infer_mode
+from tunelab.metric_catalog import VALIDATION_METRICS, infer_mode
 
 TUNELAB = Path(sys.executable).parent / "tunelab"
 
@@ -129,6 +129,8 @@ def test_accuracy_early_stopping_keeps_the_most_accurate_checkpoint(tiny_bert_di
     result = train(load_config(raw))
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     evals = [r for r in map(json.loads, lines) if r["type"] == "eval"]
+    produced = {key for key in evals[0] if key.startswith("eval_")}
+    assert produced == set(VALIDATION_METRICS["classification"])  # what preflight allows
     accuracies = [r["eval_accuracy"] for r in evals]
     assert max(accuracies) > min(accuracies)  # the choice of checkpoint matters
     best = max(evals, key=lambda r: r["eval_accuracy"])  # the first of equal bests
@@ -404,3 +406,17 @@ def test_data_prepare_refuses_a_folder_read_as_jsonl(tokenizer_dir, tmp_path, mo
         "a .jsonl file, or set data.file_type: folder for one sub-folder of .txt files per label",
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_valid_regexes_and_freeze_settings_still_load():
+    base = {
+        "model": {"name_or_path": "org/model"},
+        "data": {"path": "d.jsonl", "format": "text"},
+        "output": {"dir": "run"},
+    }
+    top = load_config({**base, "method": {"name": "freeze", "freeze": {"top_n_layers": 1}}})
+    assert (top.method.freeze.top_n_layers, top.method.freeze.patterns) == (1, None)
+    pattern = {"name": "freeze", "freeze": {"patterns": [r"layers\.1\."]}}
+    cfg = load_config({**base, "method": pattern, "train": {"lr_multipliers": {"lm_head": 2}}})
+    assert cfg.method.freeze.patterns == [r"layers\.1\."]
+    assert cfg.train.lr_multipliers == {"lm_head": 2.0}

@@ -37,8 +37,8 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 def check_regexes(patterns: Any) -> Any:
-    """Return ``patterns`` (an iterable of regexes); raise ValueError naming an invalid one."""
-    for pattern in patterns:
+    """Return ``patterns`` (regexes, or None); raise ValueError naming an invalid one."""
+    for pattern in patterns or ():
         try:
             re.compile(pattern)
         except re.error as exc:
@@ -241,7 +241,7 @@ class FreezeSettings(Section):
     )
     train_head: bool = Field(default=True, description="Also train the task head.")
 
-    _regexes = field_validator("patterns")(lambda value: check_regexes(value or ()))
+    _regexes = field_validator("patterns")(check_regexes)
 
     @model_validator(mode="after")
     def _one_of(self) -> FreezeSettings:
@@ -435,7 +435,7 @@ class TrainConfig(Section):
         default_factory=dict,
         description="Per-group learning rate: {regex over parameter names: multiplier of lr}.",
     )
-    _regexes = field_validator("lr_multipliers")(lambda value: check_regexes(value))
+    _regexes = field_validator("lr_multipliers")(check_regexes)
     scheduler: Literal["constant", "linear", "cosine"] = Field(
         default="cosine", description="Learning-rate schedule after warmup."
     )
