@@ -185,7 +185,7 @@ def model_problems(cfg: RunConfig, need_config: bool) -> list[str]:
             config_file = gguf_cache_dir(cfg.model) / "config.json"
         except TunelabError as exc:
             return [*problems, str(exc)]
-        if not config_file.is_file():  # dequantised on first use: the limit is checked then
+        if not config_file.is_file():  # not dequantised yet: no config.json to check
             return problems
     else:
         config_file = path / "config.json"
