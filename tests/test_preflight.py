@@ -379,6 +379,22 @@ def test_train_refuses_before_writing_anything(tiny_gpt2_dir, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_refuses_a_test_split_rounded_to_no_rows(tiny_bert_dir, tmp_path):
+    from tunelab.train import train
+
+    raw = cls_raw(tmp_path, tiny_bert_dir)  # 10 rows per label: 1% of them rounds to none
+    raw["data"]["split"] = {"train": 0.8, "validation": 0.1, "test": 0.01}
+    raw["eval"]["at_end"] = True
+    with pytest.raises(ConfigError) as info:
+        train(load_config(raw))
+    assert str(info.value) == (
+        "eval.split: the data has no 'test' rows after splitting and cleaning (splits: train, "
+        "validation); raise data.split.test, give data.test_path, or set eval.at_end: false"
+    )
+    assert not (tmp_path / "run" / "model").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_train_refuses_a_folder_read_as_jsonl(tiny_bert_dir, tmp_path):
     from tunelab.train import train
 
