@@ -428,7 +428,6 @@ class TrainConfig(Section):
         default_factory=dict,
         description="Per-group learning rate: {regex over parameter names: multiplier of lr}.",
     )
-    _regexes = field_validator("lr_multipliers")(check_regexes)
     scheduler: Literal["constant", "linear", "cosine"] = Field(
         default="cosine", description="Learning-rate schedule after warmup."
     )
@@ -491,6 +490,8 @@ class TrainConfig(Section):
         "docs/performance.md).",
     )
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
+
+    _regexes = field_validator("lr_multipliers")(check_regexes)
 
     @model_validator(mode="after")
     def _warmup(self) -> TrainConfig:
