@@ -17,7 +17,7 @@ from data_helpers import classification_rows, write_jsonl
 from tunelab.cli import main
 from tunelab.config import EarlyStoppingConfig, load_config
 from tunelab.errors import ConfigError
-from tunelab.metric_catalog import infer_mode
+from tunelab.metric_catalog import VALIDATION_METRICS, infer_mode
 
 TUNELAB = Path(sys.executable).parent / "tunelab"
 
@@ -129,6 +129,8 @@ def test_accuracy_early_stopping_keeps_the_most_accurate_checkpoint(tiny_bert_di
     result = train(load_config(raw))
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     evals = [r for r in map(json.loads, lines) if r["type"] == "eval"]
+    produced = {key for key in evals[0] if key.startswith("eval_")}
+    assert produced == set(VALIDATION_METRICS["classification"])  # what preflight allows
     accuracies = [r["eval_accuracy"] for r in evals]
     assert max(accuracies) > min(accuracies)  # the choice of checkpoint matters
     best = max(evals, key=lambda r: r["eval_accuracy"])  # the first of equal bests
@@ -377,6 +379,22 @@ def test_train_refuses_before_writing_anything(tiny_gpt2_dir, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_refuses_a_test_split_rounded_to_no_rows(tiny_bert_dir, tmp_path):
+    from tunelab.train import train
+
+    raw = cls_raw(tmp_path, tiny_bert_dir)  # 10 rows per label: 1% of them rounds to none
+    raw["data"]["split"] = {"train": 0.8, "validation": 0.1, "test": 0.01}
+    raw["eval"]["at_end"] = True
+    with pytest.raises(ConfigError) as info:
+        train(load_config(raw))
+    assert str(info.value) == (
+        "eval.split: the data has no 'test' rows after splitting and cleaning (splits: train, "
+        "validation); raise data.split.test, give data.test_path, or set eval.at_end: false"
+    )
+    assert not (tmp_path / "run" / "model").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_train_refuses_a_folder_read_as_jsonl(tiny_bert_dir, tmp_path):
     from tunelab.train import train
 
@@ -404,3 +422,17 @@ def test_data_prepare_refuses_a_folder_read_as_jsonl(tokenizer_dir, tmp_path, mo
         "a .jsonl file, or set data.file_type: folder for one sub-folder of .txt files per label",
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_valid_regexes_and_freeze_settings_still_load():
+    base = {
+        "model": {"name_or_path": "org/model"},
+        "data": {"path": "d.jsonl", "format": "text"},
+        "output": {"dir": "run"},
+    }
+    top = load_config({**base, "method": {"name": "freeze", "freeze": {"top_n_layers": 1}}})
+    assert (top.method.freeze.top_n_layers, top.method.freeze.patterns) == (1, None)
+    pattern = {"name": "freeze", "freeze": {"patterns": [r"layers\.1\."]}}
+    cfg = load_config({**base, "method": pattern, "train": {"lr_multipliers": {"lm_head": 2}}})
+    assert cfg.method.freeze.patterns == [r"layers\.1\."]
+    assert cfg.train.lr_multipliers == {"lm_head": 2.0}

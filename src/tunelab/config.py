@@ -15,14 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunelab.config_overrides import override_value, switch_method
 from tunelab.errors import ConfigError
@@ -38,8 +31,8 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 def check_regexes(patterns: Any) -> Any:
-    """Return ``patterns`` (an iterable of regexes); raise ValueError naming an invalid one."""
-    for pattern in patterns:
+    """Return ``patterns`` (regexes, or None); raise ValueError naming an invalid one."""
+    for pattern in patterns or ():
         try:
             re.compile(pattern)
         except re.error as exc:
@@ -245,7 +238,7 @@ class FreezeSettings(Section):
     )
     train_head: bool = Field(default=True, description="Also train the task head.")
 
-    _regexes = field_validator("patterns")(lambda value: check_regexes(value or ()))
+    _regexes = field_validator("patterns")(check_regexes)
 
     @model_validator(mode="after")
     def _one_of(self) -> FreezeSettings:
@@ -439,7 +432,6 @@ class TrainConfig(Section):
         default_factory=dict,
         description="Per-group learning rate: {regex over parameter names: multiplier of lr}.",
     )
-    _regexes = field_validator("lr_multipliers")(lambda value: check_regexes(value))
     scheduler: Literal["constant", "linear", "cosine"] = Field(
         default="cosine", description="Learning-rate schedule after warmup."
     )
@@ -502,6 +494,8 @@ class TrainConfig(Section):
         "docs/performance.md).",
     )
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
+
+    _regexes = field_validator("lr_multipliers")(check_regexes)
 
     @model_validator(mode="after")
     def _warmup(self) -> TrainConfig:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,7 @@ def model_problems(cfg: RunConfig, need_config: bool) -> list[str]:
             config_file = gguf_cache_dir(cfg.model) / "config.json"
         except TunelabError as exc:
             return [*problems, str(exc)]
-        if not config_file.is_file():  # dequantised on first use: the limit is checked then
+        if not config_file.is_file():  # not dequantised yet: no config.json to check
             return problems
     else:
         config_file = path / "config.json"
@@ -280,3 +281,17 @@ def split_problems(cfg: RunConfig) -> list[str]:
         f"data.{split}_path); set data.split.{split} > 0, give data.{split}_path, or set "
         "eval.at_end: false"
     ]
+
+
+def check_splits(cfg: RunConfig, splits: Collection[str]) -> None:
+    """Refuse an end-of-run evaluation on a split that the prepared data lacks (its fraction
+    rounded to no rows, or cleaning emptied it); called before the model loads."""
+    split = cfg.eval.split
+    if cfg.eval.at_end and split not in splits:
+        raise ConfigError(
+            [
+                f"eval.split: the data has no {split!r} rows after splitting and cleaning "
+                f"(splits: {', '.join(splits)}); raise data.split.{split}, give "
+                f"data.{split}_path, or set eval.at_end: false"
+            ]
+        )

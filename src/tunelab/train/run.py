@@ -15,7 +15,7 @@ from torch import nn
 from tunelab.config import RunConfig, dump_config
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_json, recover_dir
-from tunelab.preflight import check_run
+from tunelab.preflight import check_run, check_splits
 from tunelab.train.checkpoint import (
     checkpoints_dir,
     config_hash,
@@ -106,6 +106,7 @@ def train(
         console.print(template)
     with accelerator.main_process_first():
         prepared = prepare_data(cfg, tokenizer)
+    check_splits(cfg, prepared.splits)
     model = build_model(cfg, prepared.label_names)
     params = trainable_summary(model)
     if accelerator.is_main_process:
