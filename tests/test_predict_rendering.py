@@ -194,7 +194,9 @@ def test_predict_reads_chat_and_qa_rows_as_training_renders_them(tiny_llama_dir,
     assert prompt == tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "ok"}\n{"answer": 3}\n')
-    with pytest.raises(TunelabError, match=r"bad.jsonl:2: needs 'question', 'context'"):
+    with pytest.raises(
+        TunelabError, match=r"bad.jsonl:2: needs one of 'question', 'context' \(the qa"
+    ):
         predict_cli(tmp_path / "qa", str(bad))
 
 
