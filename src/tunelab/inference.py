@@ -310,11 +310,11 @@ def predict_cli(
 ) -> list[dict[str, Any]]:
     """``tunelab predict``: load the run, optionally activate an adapter, print one JSON line each."""
     run_dir = Path(run_dir)
+    rows = read_input_rows(input)  # an unreadable file fails before the model loads
     adapters = dict([resolve_adapter(run_dir, adapter)]) if adapter else None
     loaded = load(run_dir, adapters=adapters)
     if adapters:
         loaded.set_adapter(next(iter(adapters)))
-    rows = read_input_rows(input)
     input_examples(loaded.rendering, rows)  # a bad row names its file and line before any work
     results = predict(loaded, [item for _, item in rows], warn=_warn_stderr)
     for result in results:
