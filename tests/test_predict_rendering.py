@@ -194,7 +194,9 @@ def test_predict_reads_chat_and_qa_rows_as_training_renders_them(tiny_llama_dir,
     assert prompt == tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "ok"}\n{"answer": 3}\n')
-    with pytest.raises(TunelabError, match=r"bad.jsonl:2: needs 'question', 'context'"):
+    with pytest.raises(
+        TunelabError, match=r"bad.jsonl:2: needs one of 'question', 'context' \(the qa"
+    ):
         predict_cli(tmp_path / "qa", str(bad))
 
 
@@ -208,6 +210,15 @@ def test_malformed_and_non_utf8_input_files_name_the_line(tmp_path):
     txt.write_bytes(b"hello\ngood\ncaf\xe9 au lait\n")
     with pytest.raises(TunelabError, match=r"in.txt:3: not valid UTF-8 \(byte 0xe9 at column 4\)"):
         read_input_rows(str(txt))
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), "--input", str(txt)])
+    assert isinstance(result.exception, TunelabError)  # main() prints it as one line, exit 2
+    assert str(result.exception) == (
+        f"{txt}:3: not valid UTF-8 (byte 0xe9 at column 4); --input files are read as UTF-8"
+    )
     (tmp_path / "list.jsonl").write_text('["a list"]\n')
     with pytest.raises(TunelabError, match=r"list.jsonl:1: expected a JSON object, got list"):
         read_input_rows(str(tmp_path / "list.jsonl"))

@@ -116,9 +116,7 @@ def predict(
     gets one line per cut input; default: ``warnings.warn``).
     """
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
-    examples = input_examples(
-        loaded.rendering, [(f"input {i + 1}", x) for i, x in enumerate(inputs)]
-    )
+    examples = _examples(loaded, inputs)
     results: list[dict[str, Any]] = []
     for start in range(0, len(inputs), batch_size):
         batch = list(range(start, min(start + batch_size, len(inputs))))
@@ -136,20 +134,22 @@ def predict(
 
 def render_inputs(loaded: Loaded, inputs: list[Input]) -> list[str]:
     """The prompt text each input becomes (generation), rendered as in training."""
-    examples = input_examples(
-        loaded.rendering, [(f"input {i + 1}", x) for i, x in enumerate(inputs)]
-    )
+    examples = _examples(loaded, inputs)
     return [_prompt(loaded, ex)[0] for ex in examples]
 
 
+def _examples(loaded: Loaded, inputs: list[Input]) -> list[dict[str, Any]]:
+    """The canonical examples of ``inputs`` in the format the model was trained on."""
+    return input_examples(loaded.rendering, [(f"input {i + 1}", x) for i, x in enumerate(inputs)])
+
+
 def _prompt(loaded: Loaded, example: dict[str, Any]) -> tuple[str, bool]:
-    """(prompt text, add_special_tokens) of a canonical example."""
+    """(prompt text, add_special_tokens) of a canonical example: plain text is continued as
+    is; a conversation is rendered up to its last assistant turn."""
     if "messages" not in example:
         return example["text"], True
-    renderer = loaded.rendering.renderer(loaded.tokenizer)
-    return render_prompt(loaded.rendering, loaded.tokenizer, example["messages"]), (
-        renderer.add_special_tokens
-    )
+    text = render_prompt(loaded.rendering, loaded.tokenizer, example["messages"])
+    return text, loaded.rendering.renderer(loaded.tokenizer).add_special_tokens
 
 
 def position_limit(loaded: Loaded) -> int | None:
@@ -310,11 +310,11 @@ def predict_cli(
 ) -> list[dict[str, Any]]:
     """``tunelab predict``: load the run, optionally activate an adapter, print one JSON line each."""
     run_dir = Path(run_dir)
+    rows = read_input_rows(input)  # an unreadable file fails before the model loads
     adapters = dict([resolve_adapter(run_dir, adapter)]) if adapter else None
     loaded = load(run_dir, adapters=adapters)
     if adapters:
         loaded.set_adapter(next(iter(adapters)))
-    rows = read_input_rows(input)
     input_examples(loaded.rendering, rows)  # a bad row names its file and line before any work
     results = predict(loaded, [item for _, item in rows], warn=_warn_stderr)
     for result in results:

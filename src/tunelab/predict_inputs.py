@@ -78,11 +78,15 @@ def input_example(rendering: Rendering, item: Input) -> dict[str, Any]:
     fmt, columns = rendering.format, rendering.column_config
     names = [getattr(columns, key) for key in INPUT_COLUMNS[fmt] if getattr(columns, key)]
     row = item
+    if not isinstance(item, str | dict):
+        raise InvalidRow(f"an input is a text or a row object, got {type(item).__name__}")
     if isinstance(item, dict) and not any(name in item for name in names):
         plain = item.get("text", item.get("prompt"))
         if not isinstance(plain, str):
             fields = ", ".join(repr(n) for n in names)
-            raise InvalidRow(f"needs {fields} (the {fmt} columns it was trained on) or 'text'")
+            raise InvalidRow(
+                f"needs one of {fields} (the {fmt} columns it was trained on), or 'text'/'prompt'"
+            )
         row = plain
     if isinstance(row, str):
         row = plain_row(fmt, columns, row)
