@@ -10,6 +10,8 @@
 - prompt_tuning, prefix_tuning: cannot be merged (the soft prompt / prefix is an extra input,
   not a weight change); the PEFT adapter is exported instead, for
   ``peft.PeftModel.from_pretrained(base, OUT)``.
+- prefix_tuning on an encoder (tunelab's own prefixes): exported like adapter, with generated
+  code (``export_prefix.py``); load it with ``trust_remote_code=True``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from torch import nn
 
 from tunelab.config import AdapterSettings
 from tunelab.errors import TunelabError
+from tunelab.export_prefix import write_prefix_code
 from tunelab.io import atomic_dir
 from tunelab.methods.adapter import AdaptedSublayer, Bottleneck, adapter_sites, bottleneck_size
-from tunelab.methods.artifacts import load_artifact, read_method_info
+from tunelab.methods.artifacts import WEIGHTS_FILE, load_artifact, read_method_info
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -52,7 +55,8 @@ def export_run(run_dir: str | Path, out: str | Path, console: Console | None = N
     source = artifact_dir(run_dir)
     method = read_method_info(source)["method"]
     out = Path(out)
-    if method in PROMPT_METHODS:
+    encoder_prefix = method == "prefix_tuning" and (source / WEIGHTS_FILE).is_file()
+    if method in PROMPT_METHODS and not encoder_prefix:
         with atomic_dir(out) as tmp:
             for name in source.iterdir():
                 if name.name in PEFT_FILES or name.name.startswith(("tokenizer", "chat_template")):
@@ -72,7 +76,16 @@ def export_run(run_dir: str | Path, out: str | Path, console: Console | None = N
         tokenizer.save_pretrained(tmp)
         if method == "adapter":
             write_adapter_code(model, read_method_info(source), tmp)
-    if method == "adapter":
+        elif encoder_prefix:
+            write_prefix_code(model, tmp)
+    if encoder_prefix:
+        _say(
+            console,
+            f"prefix tuning cannot be merged into the weights (the prefixes are extra attention "
+            f"inputs); exported the model with its prefixes to {out}: load it with "
+            "AutoModelForSequenceClassification.from_pretrained(OUT, trust_remote_code=True)",
+        )
+    elif method == "adapter":
         _say(
             console,
             f"bottleneck adapters are non-linear and cannot be folded into the base weights; "
