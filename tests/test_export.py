@@ -42,7 +42,9 @@ CASES = [
         {"name": "adapter", "adapter": {"kind": "houlsby", "activation": "gelu"}},
     ),
     ("bert", "classification", {"name": "adapter"}),
+    ("bert", "classification", {"name": "prefix_tuning"}),
 ]
+REMOTE = ("adapter", "prefix_tuning")  # exported with generated code
 
 
 def trained_run(request, root, kind, task, method):
@@ -73,7 +75,7 @@ def exported(request, tmp_path_factory):
             {
                 "auto_cls": auto_cls,
                 "dir": str(out),
-                "remote": method["name"] == "adapter",
+                "remote": method["name"] in REMOTE,
                 "inputs": str(root / "inputs.pt"),
                 "out": str(root / "out.pt"),
             }
@@ -96,6 +98,10 @@ def test_export_matches_unmerged_model(exported, case):
     if CASES[case][2]["name"] == "adapter":
         assert (out / "modeling_tunelab_adapter.py").is_file()
         assert "cannot be folded" in message
+    elif CASES[case][2]["name"] == "prefix_tuning":
+        assert (out / "modeling_tunelab_prefix.py").is_file()
+        assert "prefix tuning cannot be merged" in message
+        assert json.loads((out / "config.json").read_text())["model_type"] == "tunelab_prefix"
     else:
         assert "exported a standalone merged" in message
         assert not list(out.glob("*.py"))
@@ -114,3 +120,11 @@ def test_export_needs_a_trained_run(tmp_path):
         export_run(tmp_path, tmp_path / "out")
     with pytest.raises(TunelabError, match="no such run directory"):
         export_run(tmp_path / "missing", tmp_path / "out")
+
+
+def test_exported_prefix_model_refuses_to_load_without_its_code(exported):
+    from transformers import AutoModelForSequenceClassification
+
+    out = exported[[c[2]["name"] for c in CASES].index("prefix_tuning")][0]
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        AutoModelForSequenceClassification.from_pretrained(out)

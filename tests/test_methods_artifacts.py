@@ -28,6 +28,7 @@ CASES = [
     ("gpt2", "causal_lm", {"name": "prompt_tuning"}),
     ("bert", "classification", {"name": "prompt_tuning"}),
     ("llama", "causal_lm", {"name": "prefix_tuning", "prefix_tuning": {"reparameterize": True}}),
+    ("bert", "classification", {"name": "prefix_tuning"}),
 ]
 
 

@@ -199,11 +199,6 @@ def test_prefix_tuning_with_reparameterisation(tiny_gpt2_dir):
     assert any("transform" in n for n in trained)
 
 
-def test_prefix_tuning_needs_past_key_values_for_bert(tiny_bert_dir):
-    with pytest.raises(TunelabError, match="use prompt_tuning or lora"):
-        build(tiny_bert_dir, "classification", {"name": "prefix_tuning"})
-
-
 def test_trainable_summary_groups_layers(tiny_llama_dir):
     _, model = build(
         tiny_llama_dir,

@@ -22,6 +22,7 @@ CASES = [
     ("bert", "classification", {"name": "lora"}, 1e-2),
     ("llama", "causal_lm", {"name": "prompt_tuning"}, 1e-1),
     ("llama", "causal_lm", {"name": "prefix_tuning"}, 1e-2),
+    ("bert", "classification", {"name": "prefix_tuning"}, 1e-2),
 ]
 
 

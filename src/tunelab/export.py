@@ -16,6 +16,8 @@
 Every export holds ``tunelab_export.json`` (the run, the method and the files written). An
 output folder that is not empty is refused, unless ``overwrite`` is set and it holds an earlier
 export and nothing else; the run itself (or a folder inside it) is never a valid output.
+- prefix_tuning on an encoder (tunelab's own prefixes): exported like adapter, with generated
+  code (``export_prefix.py``); load it with ``trust_remote_code=True``.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from torch import nn
 
 from tunelab.config import AdapterSettings
 from tunelab.errors import TunelabError
+from tunelab.export_prefix import write_prefix_code
 from tunelab.export_target import check_output, write_marker
 from tunelab.io import atomic_dir, recover_dir
 from tunelab.methods.adapter import AdaptedSublayer, Bottleneck, adapter_sites, bottleneck_size
-from tunelab.methods.artifacts import load_artifact, read_method_info
+from tunelab.methods.artifacts import WEIGHTS_FILE, load_artifact, read_method_info
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -71,7 +74,8 @@ def export_run(
     method = read_method_info(source)["method"]
     out = Path(out)
     check_output(Path(run_dir), source, out, overwrite)
-    if method in PROMPT_METHODS:
+    encoder_prefix = method == "prefix_tuning" and (source / WEIGHTS_FILE).is_file()
+    if method in PROMPT_METHODS and not encoder_prefix:
         with atomic_dir(out) as tmp:
             for name in source.iterdir():
                 if name.name in PEFT_FILES or name.name.startswith(("tokenizer", "chat_template")):
@@ -92,8 +96,17 @@ def export_run(
         tokenizer.save_pretrained(tmp)
         if method == "adapter":
             write_adapter_code(model, read_method_info(source), tmp)
+        elif encoder_prefix:
+            write_prefix_code(model, tmp)
         write_marker(tmp, source, method)
-    if method == "adapter":
+    if encoder_prefix:
+        _say(
+            console,
+            f"prefix tuning cannot be merged into the weights (the prefixes are extra attention "
+            f"inputs); exported the model with its prefixes to {out}: load it with "
+            "AutoModelForSequenceClassification.from_pretrained(OUT, trust_remote_code=True)",
+        )
+    elif method == "adapter":
         _say(
             console,
             f"bottleneck adapters are non-linear and cannot be folded into the base weights; "

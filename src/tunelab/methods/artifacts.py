@@ -3,7 +3,8 @@
 Layouts (``RUN_DIR/model/``):
 - lora, prompt_tuning, prefix_tuning: PEFT's own layout (``adapter_config.json`` +
   ``adapter_model.safetensors``), loadable by ``peft.PeftModel.from_pretrained`` alone.
-- bitfit, freeze, adapter: ``tunelab_weights.safetensors`` with only the trained tensors.
+- bitfit, freeze, adapter, and prefix_tuning on an encoder (tunelab's own prefixes, see
+  ``methods/encoder_prefix.py``): ``tunelab_weights.safetensors`` with only the trained tensors.
 - full: ``save_pretrained`` (``config.json`` + ``model.safetensors``).
 Every artifact also holds ``tunelab_method.json`` (method, settings, the base model as the user
 named it and as it was loaded, task, label names), ``tunelab_rendering.json`` (how prompts were
@@ -54,7 +55,7 @@ def save_artifact(
     if labels is None and cfg.task == "classification":
         labels = _label_names(model)
     with atomic_dir(out_dir) as tmp:
-        if method in PEFT_METHODS:
+        if method in PEFT_METHODS and hasattr(model, "peft_config"):
             for peft_cfg in model.peft_config.values():
                 peft_cfg.base_model_name_or_path = base
             model.save_pretrained(tmp)
@@ -112,7 +113,7 @@ def apply_artifact(base_model: PreTrainedModel, artifact_dir: str | Path) -> nn.
 
     artifact_dir = Path(artifact_dir)
     info = read_method_info(artifact_dir)
-    if info["method"] in PEFT_METHODS:
+    if info["method"] in PEFT_METHODS and not (artifact_dir / WEIGHTS_FILE).is_file():
         from peft import PeftModel
 
         return PeftModel.from_pretrained(base_model, artifact_dir)

@@ -1,4 +1,8 @@
-"""Prefix tuning through PEFT."""
+"""Prefix tuning: through PEFT for decoders; tunelab's own prefixes for encoder classification.
+
+PEFT passes its prefixes as ``past_key_values``, which Transformers 5's encoders (BERT) no
+longer take; those get :mod:`tunelab.methods.encoder_prefix` instead.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from torch import nn
 
 from tunelab.config import PrefixTuningSettings, Task
 from tunelab.errors import TunelabError
+from tunelab.methods.encoder_prefix import apply_encoder_prefix, is_encoder
 from tunelab.methods.lora import peft_task_type
 
 
@@ -16,9 +21,12 @@ def apply_prefix_tuning(model: nn.Module, settings: PrefixTuningSettings, task: 
     from peft import PrefixTuningConfig, get_peft_model
 
     if task == "classification" and not _takes_past_key_values(model):
+        if is_encoder(model):
+            return apply_encoder_prefix(model, settings, task)
         raise TunelabError(
             f"method prefix_tuning: {type(model).__name__} takes no past key values, which "
-            "prefix tuning for classification needs; use prompt_tuning or lora instead"
+            "PEFT's prefix tuning for classification needs (tunelab's own prefixes cover "
+            "BERT-style encoders); use prompt_tuning or lora instead"
         )
     kwargs = {}
     if settings.encoder_hidden_size:
