@@ -112,7 +112,7 @@ def test_resume_with_larger_max_steps_extends_the_run(four_steps, tiny_llama_dir
         assert record["lr"] == pytest.approx(cfg.train.lr * factor, rel=1e-9)
     assert "step 4 of 6" in printed
     assert "changed since the checkpoint: train.max_steps 4 -> 6" in printed
-    assert "LR schedule (cosine, warmup included) is recomputed for 6 steps instead of 4" in printed
+    assert "LR schedule (cosine) is recomputed for 6 steps instead of 4" in printed
 
 
 def test_resume_with_changed_cadence_is_accepted_and_said(four_steps, tiny_llama_dir):

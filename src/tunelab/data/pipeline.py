@@ -56,7 +56,6 @@ def prepare_data(cfg: RunConfig, tokenizer: Any = None) -> PreparedData:
     path = cache_dir(cfg) / cache_key(cfg, sources, tokenizer)
     entry = load_entry(path)
     if entry is None:
-        status(f"preparing data from {cfg.data.path} (cached in {path} for the next runs)")
         prepared = build(cfg.data, tokenizer, sources)
         meta = {
             "examples": prepared.examples,

@@ -34,8 +34,9 @@ def resume_notes(cfg: RunConfig, path: Path, step: int, total_steps: int) -> lis
         notes.append(f"changed since the checkpoint: {listed}")
     before = read_state(path).get("total_steps", total_steps)
     if before != total_steps:
+        warmup = ", warmup_ratio included" if cfg.train.warmup_ratio else ""
         notes.append(
-            f"note: the LR schedule ({cfg.train.scheduler}, warmup included) is recomputed for "
+            f"note: the LR schedule ({cfg.train.scheduler}{warmup}) is recomputed for "
             f"{total_steps} steps instead of {before}: the steps taken keep their learning "
             "rates, the remaining ones follow the new schedule"
         )
