@@ -107,9 +107,10 @@ def test_cli_predict_and_export(tiny_bert_dir, tmp_path):
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout.strip().splitlines()[-1])
     assert row["text"] == long_text and row["label"] in ("neg", "neu", "pos")
-    result = runner.invoke(app, ["export", str(tmp_path), str(tmp_path / "out")])
+    out = tmp_path.with_name(tmp_path.name + "-export")  # outside the run directory
+    result = runner.invoke(app, ["export", str(tmp_path), str(out)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert (out / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize("method", ["prefix_tuning", "prompt_tuning"])

@@ -87,11 +87,18 @@ def four_steps(tiny_llama_dir, tmp_path_factory):
     return root, data
 
 
-def resumed(four_steps, tiny_llama_dir, name, **changes):
-    """Resume a copy of the 4-step run with ``changes`` to train.*; (result, console text)."""
+def resumed(four_steps, tiny_llama_dir, name, unfinished=False, **changes):
+    """Resume a copy of the 4-step run with ``changes`` to train.*; (result, console text).
+
+    ``unfinished``: the copy lacks its summary and model, as a run killed after its last
+    checkpoint was written (a finished run with the same steps is not trained again).
+    """
     root, data = four_steps
     run_dir = root / name
     shutil.copytree(root / "four", run_dir)
+    if unfinished:
+        (run_dir / "train_summary.json").unlink()
+        shutil.rmtree(run_dir / "model")
     out = io.StringIO()
     cfg = lm_config(tiny_llama_dir, data, run_dir, {**SHORT, **changes})
     result = train(cfg, resume=None, console=Console(file=out, width=300))
@@ -116,7 +123,9 @@ def test_resume_with_larger_max_steps_extends_the_run(four_steps, tiny_llama_dir
 
 
 def test_resume_with_changed_cadence_is_accepted_and_said(four_steps, tiny_llama_dir):
-    result, printed = resumed(four_steps, tiny_llama_dir, "cadence", eval_every=3, log_every=2)
+    result, printed = resumed(
+        four_steps, tiny_llama_dir, "cadence", unfinished=True, eval_every=3, log_every=2
+    )
     assert result.steps == 4
     assert "changed since the checkpoint: train.eval_every 2 -> 3, train.log_every 1 -> 2" in (
         printed
