@@ -1,4 +1,5 @@
-"""The chunked causal-LM loss is on by default; ``loss_chunk_size: 0`` or ``null`` turns it off."""
+"""The chunked causal-LM loss is on by default (``loss_chunk_size: 0`` or ``null`` turns it off)
+and validation and perplexity compute the loss in chunks too."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from transformers import AutoModelForCausalLM
 
 from train_helpers import lm_config, write_text_data
 from tunelab.errors import ConfigError
+from tunelab.evaluate.perplexity import perplexity
+from tunelab.evaluate.validation import validation_metrics
 from tunelab.train.loss import causal_lm_loss
 from tunelab.train.objective import loss_fn_for
 
@@ -77,3 +80,21 @@ def test_small_chunks_bound_the_logits(tiny_llama_dir, tmp_path) -> None:
 def test_negative_loss_chunk_size_is_refused(tiny_llama_dir, tmp_path) -> None:
     with pytest.raises(ConfigError, match="loss_chunk_size"):
         _config(tiny_llama_dir, tmp_path, loss_chunk_size=-1)
+
+
+def test_validation_and_perplexity_never_build_full_logits(tiny_llama_dir) -> None:
+    model = _lora(tiny_llama_dir)
+    batch = _batch(model.config.vocab_size)
+    rows: list[int] = []
+    head = model.get_base_model().get_output_embeddings()
+    hook = head.register_forward_hook(lambda _m, args, _o: rows.append(args[0][..., 0].numel()))
+    try:
+        metrics = validation_metrics(model, [batch], "causal_lm")
+        ppl = perplexity(model.eval(), [batch])
+    finally:
+        hook.remove()
+    assert rows == [20, 20]  # the 2 x 10 loss positions, once per evaluation
+    with torch.no_grad():
+        full, count = causal_lm_loss(model, batch)
+    assert metrics["loss"] == pytest.approx(full.item() / count, abs=1e-5)
+    assert ppl["loss"] == pytest.approx(metrics["loss"], abs=1e-6)
