@@ -92,8 +92,13 @@ def test_split_perplexity_keeps_no_logits(tiny_llama_dir):
     model, tok = _lm(tiny_llama_dir)
     row = _lm_rows(tok, 1)
     spy = _LogitsSpy(model)
+    hidden: list[weakref.ref] = []  # the decoder's output per batch (the chunked loss's input)
+    model.get_decoder().register_forward_hook(
+        lambda _m, _i, out: hidden.append(weakref.ref(out.last_hidden_state))
+    )
     out = split_perplexity(model, Dataset.from_list(row * 1000), 100, tok, torch.device("cpu"))
-    assert len(spy.refs) == 10 and spy.alive() == 0  # every batch's logits were freed
+    assert len(hidden) == 10 and sum(ref() is not None for ref in hidden) == 0  # each freed
+    assert spy.refs == []  # the chunked loss never builds the full logits
     # 1000 copies of one row have that row's perplexity
     one = split_perplexity(model, Dataset.from_list(row), 1, tok, torch.device("cpu"))
     assert out["perplexity"] == pytest.approx(one["perplexity"], rel=1e-4)
