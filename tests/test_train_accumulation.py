@@ -9,6 +9,8 @@ import torch
 from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from tunelab.config import TrainConfig
+from tunelab.train.backends.single import SingleProcess
 from tunelab.train.collate import PadCollator
 from tunelab.train.loop import accumulate_gradients
 from tunelab.train.objective import loss_fn_for
@@ -36,7 +38,8 @@ def grads_for(model, examples, micro_size, task, accelerator) -> dict[str, torch
     model.zero_grad(set_to_none=True)
     collate = PadCollator(pad_token_id=3)
     micro = [collate(examples[i : i + micro_size]) for i in range(0, len(examples), micro_size)]
-    accumulate_gradients(accelerator, model, micro, loss_fn_for(task), task)
+    backend = SingleProcess(accelerator, TrainConfig())
+    accumulate_gradients(backend, model, micro, loss_fn_for(task), task)
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 

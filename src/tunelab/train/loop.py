@@ -4,8 +4,9 @@ Each optimizer step takes ``gradient_accumulation_steps`` micro-batches. Their l
 items (tokens for causal LM, examples for classification) are counted first and summed over
 all processes; every micro-batch's summed loss is then scaled by ``world_size / total`` before
 backward (DDP averages gradients over processes), so the step's gradient is the mean over
-every loss item of the global batch, however the items fall into micro-batches. Under
-DeepSpeed the engine reduces, clips and updates (``tunelab.train.zero``).
+every loss item of the global batch, however the items fall into micro-batches. What differs
+between one process, DDP and the other launch setups (gradient sync, backward, clip and update,
+where validation runs) is the run's backend (``tunelab.train.backends``).
 After the step: log, validate (every ``eval_every`` steps and at each epoch end), keep the
 best checkpoint, save every ``save_every`` steps, and stop early or on SIGINT/SIGTERM.
 """
@@ -27,21 +28,20 @@ from torch.utils.data import DataLoader
 
 from tunelab.config import Task, TrainConfig
 from tunelab.errors import TunelabError
+from tunelab.train.backends.base import Backend, StepOutcome
 from tunelab.train.checkpoint import checkpoints_dir, prune_checkpoints, save_checkpoint
 from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.monitor import Monitor
 from tunelab.train.objective import Batch, LossFn, input_tokens, loss_items
 from tunelab.train.sampler import LengthGroupedBatchSampler
-from tunelab.train.sharding import forward_needs_all, full_tensor, no_gradient_sync
 from tunelab.train.signals import StopRequest, stop_on_signals
-from tunelab.train.zero import engine_of, unwrap_model, zero_backward, zero_step
 
 Metrics = dict[str, float]
 
 
 @dataclass
 class TrainData:
-    """Training rows, their collate function and the (sharded, resumable) batch sampler."""
+    """Training rows, their collate function and the (per-process, resumable) batch sampler."""
 
     rows: Sequence[Any]
     collate: Callable[[list[Any]], Batch]
@@ -82,7 +82,7 @@ class LoopState:
 class Loop:
     """Everything the loop needs; built by :func:`tunelab.train.run.train` (or a test)."""
 
-    accelerator: Any
+    backend: Backend
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -94,6 +94,11 @@ class Loop:
     total_steps: int
     checkpoint_info: dict[str, Any]
     validate: Callable[[nn.Module], Metrics] | None = None
+
+    @property
+    def accelerator(self) -> Any:
+        """The run's ``accelerate.Accelerator`` (the backend's)."""
+        return self.backend.accelerator
 
 
 @dataclass
@@ -167,43 +172,32 @@ def fit(loop: Loop, state: LoopState, stopper: EarlyStopping, monitor: Monitor) 
 
 def train_step(loop: Loop, micro: list[Batch]) -> StepResult:
     """One optimizer step over the micro-batches ``micro`` (gradients, clip, update)."""
-    accelerator, optimizer = loop.accelerator, loop.optimizer
+    optimizer = loop.optimizer
     loss, n_items, n_tokens = accumulate_gradients(
-        accelerator, loop.model, micro, loop.loss_fn, loop.task
+        loop.backend, loop.model, micro, loop.loss_fn, loop.task
     )
-    grad_norm = float("nan")
-    finite = math.isfinite(loss)
-    engine = engine_of(loop.model)
-    scaler = accelerator.scaler  # fp16 loss scaling, else None
+    scaler = loop.accelerator.scaler  # fp16 loss scaling, else None
     scale = scaler.get_scale() if scaler is not None else None
-    overflow = False
-    if finite and engine is not None:  # DeepSpeed: the engine clips and updates
-        grad_norm, overflow = zero_step(engine)
-        finite = math.isfinite(grad_norm) or overflow
-    elif finite:
-        max_norm = loop.cfg.max_grad_norm or float("inf")
-        norm = accelerator.clip_grad_norm_(loop.model.parameters(), max_norm)
-        grad_norm = float(full_tensor(norm))
-        # with an fp16 loss scaler, inf gradients are expected: the scaler skips those steps
-        finite = math.isfinite(grad_norm) or scaler is not None
-    if finite and engine is None:
-        optimizer.step()
-        # an overflow skips the update and lowers the scale (fused optimizers skip internally)
-        overflow = scaler is not None and scaler.get_scale() < scale
+    outcome = StepOutcome(float("nan"), finite=False)  # a non-finite loss: no update
+    if math.isfinite(loss):
+        outcome = loop.backend.step(loop.model, optimizer)
     lr = loop.cfg.lr * loop.scheduler.get_last_lr()[0] / loop.scheduler.base_lrs[0]
     loop.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss, lr, grad_norm, n_items, n_tokens, finite, overflow, scale)
+    return StepResult(
+        loss, lr, outcome.grad_norm, n_items, n_tokens, outcome.finite, outcome.overflow, scale
+    )
 
 
 def accumulate_gradients(
-    accelerator: Any, model: nn.Module, micro: list[Batch], loss_fn: LossFn, task: Task
+    backend: Backend, model: nn.Module, micro: list[Batch], loss_fn: LossFn, task: Task
 ) -> tuple[float, int, int]:
     """Backward every micro-batch with its loss sum / the global loss-item count.
 
     Returns the step's mean loss, its loss items and its input tokens, summed over processes.
     Gradients are synchronised across processes on the last micro-batch only.
     """
+    accelerator = backend.accelerator
     micro = [{k: v.to(accelerator.device) for k, v in b.items()} for b in micro]
     local_items = torch.tensor(float(sum(loss_items(b, task) for b in micro)))
     total_items = accelerator.reduce(local_items.to(accelerator.device), "sum").item()
@@ -211,23 +205,14 @@ def accumulate_gradients(
     loss_sum = torch.zeros((), device=accelerator.device)
     for i, batch in enumerate(micro):
         last = i == len(micro) - 1
-        with nullcontext() if last else no_gradient_sync(accelerator, model):
+        with nullcontext() if last else backend.no_sync(model):
             with accelerator.autocast():
                 loss, _ = loss_fn(model, batch)
-            backward(accelerator, model, loss * scale, last)
+            backend.backward(model, loss * scale, last)
         loss_sum += loss.detach().float()
     tokens = torch.tensor(float(sum(input_tokens(b) for b in micro)), device=accelerator.device)
     totals = accelerator.reduce(torch.stack([loss_sum, tokens]), "sum")
     return totals[0].item() / max(total_items, 1.0), int(total_items), int(totals[1].item())
-
-
-def backward(accelerator: Any, model: nn.Module, loss: torch.Tensor, last: bool) -> None:
-    """Backward one micro-batch (through the DeepSpeed engine when there is one)."""
-    engine = engine_of(model)
-    if engine is not None:
-        zero_backward(engine, loss, boundary=last)
-    else:
-        accelerator.backward(loss)
 
 
 def advance(state: LoopState, result: StepResult, n_batches: int, per_epoch: int) -> None:
@@ -285,14 +270,14 @@ def should_validate(loop: Loop, step: int, epoch_end: bool) -> bool:
 def validate(loop: Loop) -> Metrics:
     """Validation metrics, computed on the main process and shared with the others.
 
-    A sharded model (FSDP, ZeRO-3) needs every process in each forward pass: there all run it.
+    Where each forward pass needs every process, all run it (the backend says).
     """
     from accelerate.utils import broadcast_object_list
 
     accelerator = loop.accelerator
     metrics: list[Metrics | None] = [None]
-    model = unwrap_model(accelerator, loop.model)
-    if accelerator.is_main_process or forward_needs_all(model):
+    model = loop.backend.unwrap(loop.model)
+    if accelerator.is_main_process or loop.backend.validates_everywhere(model):
         model.eval()
         with torch.no_grad(), accelerator.autocast():
             metrics = [loop.validate(model)]
@@ -322,7 +307,8 @@ def stop_everywhere(accelerator: Any, request: StopRequest) -> bool:
 def save(loop: Loop, state: LoopState, stopper: EarlyStopping) -> None:
     """Write ``checkpoints/step-N`` and prune old ones, keeping the best.
 
-    Every process takes part (FSDP and ZeRO gather shards); the main process writes.
+    Every process takes part (weights spread over processes are gathered whole); the main
+    process writes.
     """
     accelerator = loop.accelerator
     scaler = getattr(accelerator, "scaler", None)
@@ -336,7 +322,7 @@ def save(loop: Loop, state: LoopState, stopper: EarlyStopping) -> None:
         "scaler": scaler.state_dict() if scaler is not None else None,
     }
     path = checkpoints_dir(loop.run_dir) / f"step-{state.step}"
-    model = unwrap_model(accelerator, loop.model)
+    model = loop.backend.unwrap(loop.model)
     save_checkpoint(path, model, loop.optimizer, info, write=accelerator.is_main_process)
     if accelerator.is_main_process:
         keep = {stopper.best_step} if stopper.best_step is not None else set()

@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from torch import nn
 
 from tunelab.config import RunConfig, dump_config
 from tunelab.errors import TunelabError
-from tunelab.io import atomic_write_json, recover_dir
+from tunelab.io import recover_dir
 from tunelab.preflight import check_run, check_splits
+from tunelab.train.backends.base import Backend
+from tunelab.train.backends.registry import start_backend
 from tunelab.train.checkpoint import (
     checkpoints_dir,
     config_hash,
@@ -32,34 +33,16 @@ from tunelab.train.dropout import set_dropout
 from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.fast_dropout import use_fast_dropout
 from tunelab.train.loop import Loop, LoopState, TrainData, fit, total_steps_for
-from tunelab.train.monitor import (
-    Monitor,
-    check_trackers,
-    peak_memory_mb,
-    print_summary,
-    truncate_metrics,
-)
+from tunelab.train.monitor import Monitor, check_trackers, truncate_metrics
 from tunelab.train.objective import loss_fn_for
 from tunelab.train.optim import build_optimizer
-from tunelab.train.precision import compile_model, enable_cpu_fp16, precision_warning
+from tunelab.train.precision import compile_model, precision_warning
 from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
+from tunelab.train.results import run_summary, save_results
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.schedule import build_scheduler, reschedule
-from tunelab.train.sharding import fsdp_requested, is_sharded, needs_gathering, shard_model
 from tunelab.train.startup import resume_notes, template_note
 from tunelab.train.validate import make_validator, validation_loader
-from tunelab.train.zero import (
-    ZeroOptimizerState,
-    check_deepspeed,
-    check_zero_stage,
-    configure_engine,
-    deepspeed_requested,
-    end_zero3_model_init,
-    fix_process_count,
-    unwrap_model,
-    zero_offload,
-    zero_stage,
-)
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -97,7 +80,8 @@ def train(
             done.get("best_metric"), done.get("best_step"), done, metrics,
         )  # fmt: skip
     started = time.perf_counter()
-    accelerator = make_accelerator(cfg, console)
+    backend = make_backend(cfg, console)
+    accelerator = backend.accelerator
     resume_from = prepare_run_dir(cfg, resume, accelerator, console)
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
@@ -114,7 +98,7 @@ def train(
         print_trainable_summary(params, console)
         dump_config(cfg, cfg.run_dir / "config.yaml")
 
-    loop = build_loop(cfg, accelerator, model, tokenizer.pad_token_id, prepared.splits, console)
+    loop = build_loop(cfg, backend, model, tokenizer.pad_token_id, prepared.splits, console)
     state, stopper = LoopState(), EarlyStopping(cfg.train.early_stopping)
     if resume_from is not None:
         state, stopper = restore(loop, resume_from, stopper)
@@ -130,7 +114,7 @@ def train(
         return TrainResult(cfg.run_dir, None, reason, state.step, stopper.best, stopper.best_step)
 
     # the final artifact is the best checkpoint by the early-stopping metric (else the last)
-    model = final_model(cfg, accelerator, loop.model, prepared.label_names)
+    model = backend.whole_model(loop.model, lambda: build_model(cfg, prepared.label_names))
     if model is not None and stopper.best_step is not None:
         load_weights(checkpoints_dir(cfg.run_dir) / f"step-{stopper.best_step}", model)
     summary = run_summary(cfg, state, stopper, params, loop, started)
@@ -158,66 +142,35 @@ def build_model(cfg: RunConfig, label_names: list[str] | None) -> nn.Module:
     return model
 
 
-def final_model(
-    cfg: RunConfig, accelerator: Any, model: nn.Module, label_names: list[str] | None
-) -> nn.Module | None:
-    """The trained model, whole, on the main process (None on the others when sharded).
-
-    A sharded (FSDP, DeepSpeed ZeRO) model's trained weights are gathered into a fresh
-    unsharded copy, so saving and evaluating it need no other process.
-    """
-    from tunelab.methods import load_trainable_state_dict, trainable_state_dict
-
-    model = unwrap_model(accelerator, model)
-    if not needs_gathering(model):
-        return model
-    end_zero3_model_init()
-    weights = trainable_state_dict(model)  # every process takes part in the gathering
-    if not accelerator.is_main_process:
-        return None
-    whole = build_model(cfg, label_names)
-    load_trainable_state_dict(whole, weights)
-    return whole
-
-
 def build_loop(
     cfg: RunConfig,
-    accelerator: Any,
+    backend: Backend,
     model: nn.Module,
     pad_token_id: int,
     splits: dict[str, Any],
     console: Console,
 ) -> Loop:
-    """Data, optimizer, schedule and validation around the (prepared) model."""
+    """Data, optimizer, schedule and validation around the model, prepared by ``backend``."""
+    accelerator = backend.accelerator
     data = train_data(cfg, splits["train"], model, pad_token_id, accelerator)
     total_steps = total_steps_for(cfg.train, data.batches_per_epoch)
     if cfg.train.fast_dropout and accelerator.device.type == "cpu":
         use_fast_dropout(model)
-    shard_here = fsdp_requested() and accelerator.distributed_type.value == "MULTI_CPU"
-    if shard_here:  # Accelerate does not apply FSDP on CPU: tunelab shards the model itself
-        model = shard_model(model)
+    model = backend.shard(model)  # before the optimizer is built over its parameters
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train, total_steps)
     if cfg.train.compile:
         model, message = compile_model(model)
         if accelerator.is_main_process:
             console.print(message)
-    if shard_here:
-        optimizer = accelerator.prepare(optimizer)
-    elif deepspeed_requested():  # the engine partitions the optimizer: see tunelab.train.zero
-        configure_engine(accelerator, cfg.train)
-        params = [list(group["params"]) for group in optimizer.param_groups]
-        model, optimizer = accelerator.prepare(model, optimizer)
-        optimizer = ZeroOptimizerState(model.optimizer, params)
-    else:
-        model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = backend.prepare(model, optimizer)
     validator = None
     if "validation" in splits:
         batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
         loader = validation_loader(splits["validation"], PadCollator(pad_token_id), batch_size)
         validator = make_validator(loader, cfg.task, accelerator.device)
     return Loop(
-        accelerator=accelerator,
+        backend=backend,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -232,107 +185,31 @@ def build_loop(
     )
 
 
-def run_summary(
-    cfg: RunConfig,
-    state: LoopState,
-    stopper: EarlyStopping,
-    params: Any,
-    loop: Loop,
-    started: float,
-) -> dict[str, Any]:
-    """The numbers of ``train_summary.json``."""
-    accelerator = loop.accelerator
-    return {
-        "wall_time_s": time.perf_counter() - started,
-        "steps": state.step,
-        "stop_reason": "early_stopped" if stopper.should_stop else "completed",
-        "tokens_per_s": state.input_tokens / max(state.train_time_s, 1e-9),
-        "input_tokens": state.input_tokens,
-        "loss_tokens": state.loss_items,
-        "skipped_steps": state.skipped_steps,
-        "peak_memory_mb": peak_memory_mb(),
-        "best_metric_name": cfg.train.early_stopping.metric,
-        "best_metric": stopper.best,
-        "best_step": stopper.best_step,
-        "trainable_params": params.trainable,
-        "total_params": params.total,
-        "world_size": accelerator.num_processes,
-        "distributed_type": accelerator.distributed_type.value,
-        "fsdp_sharded": is_sharded(unwrap_model(accelerator, loop.model)),
-        "zero_stage": zero_stage(loop.model),
-        "zero_offload": zero_offload(loop.model),
-        "precision": cfg.train.precision,
-        "config_hash": config_hash(cfg),  # with batches_per_epoch: see finished_run
-        "batches_per_epoch": loop.data.batches_per_epoch,
-    }
-
-
-def save_results(
-    cfg: RunConfig,
-    model: nn.Module,
-    tokenizer: Any,
-    prepared: Any,
-    summary: dict[str, Any],
-    stopper: EarlyStopping,
-    console: Console,
-) -> dict[str, Any] | None:
-    """Main process: artifact, train_summary.json, summary table, final eval, model card,
-    and the prompting baseline when ``eval.prompting_baseline`` is set."""
-    from tunelab.methods import save_artifact, write_model_card
-
-    save_artifact(model, cfg, cfg.run_dir / "model", tokenizer, prepared.label_names)
-    atomic_write_json(cfg.run_dir / "train_summary.json", summary)
-    print_summary(console, summary, cfg.run_dir)
-    final_metrics = None
-    if cfg.eval.at_end:
-        from tunelab.evaluate import evaluate_model
-
-        final_metrics = evaluate_model(cfg, model, tokenizer, prepared, console=console)
-    best = {cfg.train.early_stopping.metric: stopper.best} if stopper.best is not None else {}
-    write_model_card(cfg.run_dir, cfg, {**best, **(final_metrics or {})})
-    if cfg.eval.prompting_baseline:
-        from tunelab.evaluate import compare_prompting
-
-        compare_prompting(cfg, console=console)
-    return final_metrics
-
-
-def make_accelerator(cfg: RunConfig, console: Console) -> Any:
-    """An Accelerator for ``train.precision`` with the trackers of ``train.report_to``."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
+def make_backend(cfg: RunConfig, console: Console) -> Backend:
+    """The run's backend (chosen from the launch environment, see
+    ``tunelab.train.backends.registry``) with its Accelerator for ``train.precision`` and the
+    trackers of ``train.report_to``."""
     from accelerate.utils import GradScalerKwargs
 
     check_trackers(cfg.train.report_to)
-    deepspeed = deepspeed_requested()
-    if deepspeed:
-        check_deepspeed(cfg.train)
-
-    # a new run in the same process may change precision or launcher (a DeepSpeed run leaves
-    # its type in Accelerate's process state): start clean unless processes are connected
-    AcceleratorState._reset_state(reset_partial_state=not torch.distributed.is_initialized())
     fp16 = cfg.train.precision == "fp16"
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available() and not deepspeed,  # DeepSpeed also runs on CPU
-        mixed_precision=PRECISION[cfg.train.precision],
-        log_with=list(cfg.train.report_to) or None,
-        project_dir=str(cfg.run_dir / "tensorboard"),
-        kwargs_handlers=[GradScalerKwargs(init_scale=cfg.train.fp16_initial_scale)]
+    options = {
+        "mixed_precision": PRECISION[cfg.train.precision],
+        "log_with": list(cfg.train.report_to) or None,
+        "project_dir": str(cfg.run_dir / "tensorboard"),
+        "kwargs_handlers": [GradScalerKwargs(init_scale=cfg.train.fp16_initial_scale)]
         if fp16
         else None,
-    )
-    if deepspeed:
-        fix_process_count(accelerator)
-        check_zero_stage(accelerator)
-    elif fp16 and accelerator.scaler is None:  # CPU: Accelerate would silently run fp32
-        enable_cpu_fp16(accelerator, cfg.train.fp16_initial_scale)
+    }
+    backend = start_backend(cfg.train, options)
+    accelerator = backend.accelerator
     if cfg.train.report_to:
         start_trackers(accelerator, cfg)
     notes = [precision_warning(cfg.train.precision, accelerator.device.type)]
     for note in filter(None, notes):
         if accelerator.is_main_process:
             console.print(f"[yellow]warning:[/] {note}")
-    return accelerator
+    return backend
 
 
 def start_trackers(accelerator: Any, cfg: RunConfig) -> None:
@@ -471,7 +348,7 @@ def restore(loop: Loop, path: Path, stopper: EarlyStopping) -> tuple[LoopState, 
         )
     if stored["step"] > loop.total_steps:  # fewer epochs than taken (max_steps: checked before)
         raise too_short(path, stored["step"], loop.total_steps)
-    state = load_checkpoint(path, unwrap_model(accelerator, loop.model), loop.optimizer)
+    state = load_checkpoint(path, loop.backend.unwrap(loop.model), loop.optimizer)
     loop.scheduler.load_state_dict(state["scheduler"])
     if state.get("total_steps", loop.total_steps) != loop.total_steps:
         reschedule(loop.scheduler)

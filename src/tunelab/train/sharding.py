@@ -1,34 +1,22 @@
-"""Sharded parameters (FSDP2, DeepSpeed ZeRO): shard on CPU, gather whole tensors, re-shard.
+"""Whole tensors of sharded parameters (FSDP2 ``DTensor``, DeepSpeed ZeRO): gather, re-shard.
 
 Under FSDP2 every parameter (and its optimizer state) is a ``DTensor`` holding one shard per
-process. Checkpoints store full tensors, so they look the same as a single-process
-checkpoint and load into any model: :func:`full_tensor` all-gathers one tensor (every process
-must call it, in the same order) and :func:`shard_like` cuts a full tensor back into the
-local shard of a parameter.
+process; under DeepSpeed ZeRO the engine partitions the fp32 masters (and, in stage 3, the
+module's parameters). Checkpoints store full tensors, so they look the same as a
+single-process checkpoint and load into any model: :func:`gather_param` / :func:`full_tensor`
+all-gather one tensor (every process must call them, in the same order) and
+:func:`assign_param` / :func:`shard_like` cut a full tensor back into this process's shard.
 
-On GPUs, ``accelerate launch`` with an FSDP config shards the model in
-``accelerator.prepare``. Accelerate ignores FSDP on a CPU-only machine (it falls back to
-DDP), so there :func:`shard_model` applies ``fully_shard`` itself, the way Accelerate's
-``TRANSFORMER_BASED_WRAP`` does: each transformer block, then the root.
-
-:func:`gather_param` and :func:`assign_param` also cover DeepSpeed ZeRO parameters
-(``tunelab.train.zero``), so checkpoints look the same under either.
+How a model is sharded in the first place is its training backend's job
+(``tunelab.train.backends``).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
-
-
-def fsdp_requested() -> bool:
-    """True when launched with an FSDP config (``accelerate launch --config_file fsdp.yaml``)."""
-    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
 
 
 def is_sharded(model: nn.Module) -> bool:
@@ -36,21 +24,6 @@ def is_sharded(model: nn.Module) -> bool:
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(model, FSDPModule)
-
-
-def shard_model(model: nn.Module) -> nn.Module:
-    """Apply FSDP2 to each transformer block (``_no_split_modules``), then to the root."""
-    from torch.distributed.fsdp import fully_shard
-
-    reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() == "true"
-    block_names = set()
-    for module in model.modules():
-        block_names.update(getattr(module, "_no_split_modules", None) or ())
-    for module in list(model.modules()):
-        if type(module).__name__ in block_names:
-            fully_shard(module, reshard_after_forward=reshard)
-    fully_shard(model, reshard_after_forward=reshard)
-    return model
 
 
 def full_tensor(value: Any) -> Any:
@@ -62,8 +35,6 @@ def full_tensor(value: Any) -> Any:
 
 def needs_gathering(model: nn.Module) -> bool:
     """True when ``model``'s weights live partly on other processes (FSDP2 or DeepSpeed ZeRO)."""
-    from tunelab.train.zero import is_zero_param
-
     return is_sharded(model) or any(is_zero_param(p) for p in model.parameters())
 
 
@@ -74,8 +45,6 @@ def forward_needs_all(model: nn.Module) -> bool:
 
 def gather_param(param: torch.Tensor) -> torch.Tensor:
     """The whole tensor of a parameter: gathered under FSDP2 or ZeRO (collective), else itself."""
-    from tunelab.train.zero import gather_zero, is_zero_param
-
     if is_zero_param(param):
         return gather_zero(param)
     return full_tensor(param.detach())
@@ -83,8 +52,6 @@ def gather_param(param: torch.Tensor) -> torch.Tensor:
 
 def assign_param(param: torch.Tensor, value: torch.Tensor) -> None:
     """Set a parameter from a whole tensor, keeping only this process's shard (collective)."""
-    from tunelab.train.zero import assign_zero, is_zero_param
-
     if is_zero_param(param):
         assign_zero(param, value)
         return
@@ -102,19 +69,37 @@ def shard_like(full: torch.Tensor, like: Any) -> Any:
     return distribute_tensor(full, like.device_mesh, like.placements)
 
 
-@contextmanager
-def no_gradient_sync(accelerator: Any, model: nn.Module) -> Iterator[None]:
-    """Skip the gradient all-reduce / reduce-scatter of a micro-batch that is not the last."""
-    from tunelab.train.zero import engine_of
+# ----------------------------------------------------------------------------- DeepSpeed ZeRO
 
-    if engine_of(model) is not None:  # the engine's accumulation boundary does this
-        yield
-    elif is_sharded(model):
-        model.set_requires_gradient_sync(False)
-        try:
-            yield
-        finally:
-            model.set_requires_gradient_sync(True)
-    else:
-        with accelerator.no_sync(model):
-            yield
+
+def is_zero_param(param: torch.Tensor) -> bool:
+    """True for a parameter managed by a ZeRO optimizer (partitioned in stage 3)."""
+    return hasattr(param, "ds_id") or hasattr(param, "_hp_mapping")
+
+
+def full_shape(param: torch.Tensor) -> torch.Size:
+    """The whole shape of ``param`` (stage 3 keeps an empty placeholder in the module)."""
+    return param.ds_shape if hasattr(param, "ds_id") else param.shape
+
+
+def gather_zero(param: torch.Tensor) -> torch.Tensor:
+    """The whole fp32 master weight of a ZeRO parameter (a collective call)."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    return safe_get_full_fp32_param(param).detach().reshape(full_shape(param)).cpu()
+
+
+def assign_zero(param: torch.Tensor, value: torch.Tensor) -> None:
+    """Set a ZeRO parameter's model weight and fp32 master to ``value`` (collective)."""
+    import deepspeed
+    from deepspeed.utils import safe_set_full_fp32_param
+
+    value = value.to(device=param.device)
+    with (
+        deepspeed.zero.GatheredParameters(
+            [param], modifier_rank=0, enabled=hasattr(param, "ds_id")
+        ),
+        torch.no_grad(),
+    ):
+        param.copy_(value.to(param.dtype))
+    safe_set_full_fp32_param(param, value.float())

@@ -1,0 +1,80 @@
+"""What a finished training run leaves: ``train_summary.json``, the artifact, the final
+evaluation and the model card (written by the main process)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from torch import nn
+
+from tunelab.config import RunConfig
+from tunelab.io import atomic_write_json
+from tunelab.train.checkpoint import config_hash
+from tunelab.train.early_stopping import EarlyStopping
+from tunelab.train.loop import Loop, LoopState
+from tunelab.train.monitor import peak_memory_mb, print_summary
+
+
+def run_summary(
+    cfg: RunConfig,
+    state: LoopState,
+    stopper: EarlyStopping,
+    params: Any,
+    loop: Loop,
+    started: float,
+) -> dict[str, Any]:
+    """The numbers of ``train_summary.json``."""
+    accelerator = loop.accelerator
+    return {
+        "wall_time_s": time.perf_counter() - started,
+        "steps": state.step,
+        "stop_reason": "early_stopped" if stopper.should_stop else "completed",
+        "tokens_per_s": state.input_tokens / max(state.train_time_s, 1e-9),
+        "input_tokens": state.input_tokens,
+        "loss_tokens": state.loss_items,
+        "skipped_steps": state.skipped_steps,
+        "peak_memory_mb": peak_memory_mb(),
+        "best_metric_name": cfg.train.early_stopping.metric,
+        "best_metric": stopper.best,
+        "best_step": stopper.best_step,
+        "trainable_params": params.trainable,
+        "total_params": params.total,
+        "world_size": accelerator.num_processes,
+        "distributed_type": accelerator.distributed_type.value,
+        **loop.backend.summary(loop.model),  # fsdp_sharded, zero_stage, zero_offload
+        "precision": cfg.train.precision,
+        "config_hash": config_hash(cfg),  # with batches_per_epoch: see run.finished_run
+        "batches_per_epoch": loop.data.batches_per_epoch,
+    }
+
+
+def save_results(
+    cfg: RunConfig,
+    model: nn.Module,
+    tokenizer: Any,
+    prepared: Any,
+    summary: dict[str, Any],
+    stopper: EarlyStopping,
+    console: Console,
+) -> dict[str, Any] | None:
+    """Main process: artifact, train_summary.json, summary table, final eval, model card,
+    and the prompting baseline when ``eval.prompting_baseline`` is set."""
+    from tunelab.methods import save_artifact, write_model_card
+
+    save_artifact(model, cfg, cfg.run_dir / "model", tokenizer, prepared.label_names)
+    atomic_write_json(cfg.run_dir / "train_summary.json", summary)
+    print_summary(console, summary, cfg.run_dir)
+    final_metrics = None
+    if cfg.eval.at_end:
+        from tunelab.evaluate import evaluate_model
+
+        final_metrics = evaluate_model(cfg, model, tokenizer, prepared, console=console)
+    best = {cfg.train.early_stopping.metric: stopper.best} if stopper.best is not None else {}
+    write_model_card(cfg.run_dir, cfg, {**best, **(final_metrics or {})})
+    if cfg.eval.prompting_baseline:
+        from tunelab.evaluate import compare_prompting
+
+        compare_prompting(cfg, console=console)
+    return final_metrics
