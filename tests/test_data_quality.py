@@ -14,17 +14,16 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import WORDS
 from data_helpers import classification_rows, write_jsonl
 from tunelab.cli import app
+from tunelab.testing import WORDS, save_tiny_model
 
 
 @pytest.fixture(scope="module")
 def word_bert_dir(tmp_path_factory) -> Path:
     """A tiny BERT classifier whose word-level tokenizer knows only conftest's English words."""
-    import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     path = tmp_path_factory.mktemp("word_bert")
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
@@ -38,14 +37,9 @@ def word_bert_dir(tmp_path_factory) -> Path:
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
         sep_token="[SEP]",
     )  # fmt: skip
-    fast.save_pretrained(path)
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=4, max_position_embeddings=64, pad_token_id=0,
-    )  # fmt: skip
-    BertForSequenceClassification(cfg).save_pretrained(path)
-    return path
+    return save_tiny_model(
+        "bert", path, fast, num_hidden_layers=1, max_position_embeddings=64, num_labels=2
+    )
 
 
 def _config(tmp_path: Path, model_dir: Path, rows: list[dict], **train) -> Path:

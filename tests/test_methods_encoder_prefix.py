@@ -12,6 +12,7 @@ from tunelab.errors import TunelabError
 from tunelab.methods import apply_method
 from tunelab.methods.artifacts import load_artifact, save_artifact
 from tunelab.models import load_model, load_tokenizer
+from tunelab.testing import save_tiny_model
 
 PREFIX = {"name": "prefix_tuning", "prefix_tuning": {"num_virtual_tokens": 5}}
 
@@ -19,19 +20,11 @@ PREFIX = {"name": "prefix_tuning", "prefix_tuning": {"num_virtual_tokens": 5}}
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory, tokenizer_dir):
     """A tiny random BERT whose outputs are not all near zero (initializer_range 0.3)."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_labels=3, pad_token_id=tok.pad_token_id,
-        initializer_range=0.3,
-    )  # fmt: skip
     path = tmp_path_factory.mktemp("bert_prefix")
-    BertForSequenceClassification(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_model("bert", path, tok, max_position_embeddings=512, initializer_range=0.3)
 
 
 def _base(directory, attn: str = "sdpa"):

@@ -12,6 +12,7 @@ from tunelab.config import ModelConfig, load_config
 from tunelab.errors import TunelabError
 from tunelab.methods import apply_method, print_trainable_summary, trainable_summary
 from tunelab.models import load_model
+from tunelab.testing import tiny_model
 
 
 def names(model):
@@ -43,13 +44,10 @@ def test_freeze_top_layers_bert_with_pooler_and_head(tiny_bert_dir):
 
 
 def test_freeze_default_trains_the_top_two_blocks_and_head():
-    from transformers import BertConfig, BertForSequenceClassification
-
-    config = BertConfig(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-        num_attention_heads=2, num_labels=3,
+    model = tiny_model(
+        "bert", 64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+        num_attention_heads=2, max_position_embeddings=512,
     )  # fmt: skip
-    model = BertForSequenceClassification(config)
     cfg = load_config(
         {
             "model": {"name_or_path": "unused"},

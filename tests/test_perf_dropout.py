@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from tunelab.testing import tiny_model
 from tunelab.train.fast_dropout import (
     ATTENTION_NAME,
     FastDropout,
@@ -133,13 +133,10 @@ def test_attention_dropout_is_unbiased_and_off_in_eval():
 
 
 def test_use_fast_dropout_on_bert_keeps_eval_outputs_and_trains():
-    config = BertConfig(
-        vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=3, hidden_dropout_prob=0.1,
+    model = tiny_model(
+        "bert", 120, max_position_embeddings=512, hidden_dropout_prob=0.1,
         attention_probs_dropout_prob=0.1,
     )  # fmt: skip
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(config)
     ids = torch.randint(5, 120, (4, 12))
     mask = torch.ones_like(ids)
     mask[2, 8:] = 0

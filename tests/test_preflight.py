@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import WORDS
 from data_helpers import classification_rows, write_jsonl
 from tunelab.cli import main
 from tunelab.config import EarlyStoppingConfig, load_config
 from tunelab.errors import ConfigError
 from tunelab.metric_catalog import VALIDATION_METRICS, infer_mode
+from tunelab.testing import WORDS
 
 TUNELAB = Path(sys.executable).parent / "tunelab"
 

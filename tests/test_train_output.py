@@ -12,11 +12,11 @@ import sys
 import pytest
 import yaml
 
-from conftest import corpus_lines
 from train_helpers import lm_raw
 from tunelab.config import load_config
 from tunelab.errors import TunelabError
 from tunelab.models import ensure_gguf_cache, load_tokenizer
+from tunelab.testing import corpus_lines
 
 # runs `tunelab train CONFIG`, then says whether deepspeed was imported in that process
 RUN_CLI = (

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 from safetensors.torch import load_file
 
-from conftest import corpus_lines
 from tunelab.config import RunConfig, load_config
+from tunelab.testing import corpus_lines
 
 LABELS = ("sport", "tech", "film")
 

@@ -1,46 +1,41 @@
-"""The ``tunelab`` command line. Each command is a thin wrapper over the Python API.
+"""The ``tunelab`` command line, built from a table: command name -> where its code lives.
 
-Heavy libraries (torch, transformers) are imported inside the commands, after the config
-has been validated, so ``tunelab validate`` and ``tunelab schema`` answer instantly.
+Each command family's code sits in the module that owns it (``tunelab.data.commands``,
+``tunelab.train.commands``...); a new command is one function there plus one line in
+``COMMANDS``. Command modules import torch and transformers only inside their bodies, so
+``tunelab validate`` and ``tunelab schema`` answer instantly.
 """
 
 from __future__ import annotations
 
-import json
+import importlib
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
+from tunelab.cli_args import err_console
 from tunelab.errors import TunelabError
 
-app = typer.Typer(
-    name="tunelab",
-    help="Fine-tune pretrained models end to end: data, methods, training, evaluation, export.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-data_app = typer.Typer(help="Prepare and inspect a run's data.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
+# name -> "module:function" (a command) or "module:app" (a sub-app of commands), in the
+# order ``tunelab --help`` lists them (sub-apps come after the commands).
+COMMANDS: dict[str, str] = {
+    "validate": "tunelab.config_commands:validate",
+    "schema": "tunelab.config_commands:schema",
+    "data": "tunelab.data.commands:app",
+    "train": "tunelab.train.commands:train",
+    "eval": "tunelab.evaluate.commands:evaluate",
+    "compare-prompting": "tunelab.evaluate.commands:compare_prompting",
+    "export": "tunelab.export_commands:export",
+    "predict": "tunelab.inference_commands:predict",
+}
 
-console = Console()
-err_console = Console(stderr=True)
 _state = {"debug": False}
 
-ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).")]
-OverridesArg = Annotated[
-    list[str] | None,
-    typer.Argument(help="Overrides such as train.lr=1e-4 data.max_length=256."),
-]
 
-
-@app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
 ) -> None:
@@ -51,123 +46,27 @@ def _main(
         warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-def _load(config: Path, overrides: list[str] | None):
-    from tunelab.config import load_config
-
-    return load_config(config, overrides or [])
-
-
-@app.command()
-def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
-    """Check a run config, its files, model and metrics; print OK or every problem (exit 2)."""
-    from tunelab.preflight import check_run
-
-    check_run(_load(config, overrides), err_console, source=str(config))
-    console.print("OK")
-
-
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of the run config."""
-    from tunelab.config import json_schema
-
-    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+def build_app(commands: dict[str, str]) -> typer.Typer:
+    """The Typer app with each entry of ``commands`` as a command or a sub-app."""
+    built = typer.Typer(
+        name="tunelab",
+        help="Fine-tune pretrained models end to end: data, methods, training, evaluation, export.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    built.callback()(_main)
+    for name, target in commands.items():
+        module, attribute = target.split(":")
+        entry = getattr(importlib.import_module(module), attribute)
+        if isinstance(entry, typer.Typer):
+            built.add_typer(entry, name=name)
+        else:
+            built.command(name)(entry)
+    return built
 
 
-@data_app.command("prepare")
-def data_prepare(config: ConfigArg, overrides: OverridesArg = None) -> None:
-    """Load, clean, split and tokenise the data (cached); print the data report."""
-    from tunelab.data import prepare_data, print_report
-    from tunelab.preflight import check_data
-
-    cfg = _load(config, overrides)
-    check_data(cfg, source=str(config))
-    prepared = prepare_data(cfg)
-    print_report(prepared, console)
-
-
-@data_app.command("inspect")
-def data_inspect(config: ConfigArg, overrides: OverridesArg = None) -> None:
-    """Print rows per split, labels, token-length percentiles and cleaning counts."""
-    from tunelab.data import prepare_data, print_inspection
-
-    cfg = _load(config, overrides)
-    prepared = prepare_data(cfg)
-    print_inspection(prepared, console)
-
-
-@app.command()
-def train(
-    config: ConfigArg,
-    overrides: OverridesArg = None,
-    resume: Annotated[
-        bool | None,
-        typer.Option(
-            "--resume/--no-resume",
-            help="Resume from the run directory's latest checkpoint (default: auto when the "
-            "config matches).",
-        ),
-    ] = None,
-) -> None:
-    """Train a model as the config describes."""
-    from tunelab.train import train as run_training
-
-    cfg = _load(config, overrides)
-    run_training(cfg, resume=resume, console=console)
-
-
-@app.command("eval")
-def evaluate(
-    target: Annotated[str, typer.Argument(help="A run directory or a run config.")],
-    overrides: OverridesArg = None,
-    split: Annotated[
-        str | None, typer.Option(help="Split to evaluate (default: eval.split, i.e. test).")
-    ] = None,
-) -> None:
-    """Evaluate a run (or the base model of a config) on a split."""
-    from tunelab.evaluate import evaluate as run_eval
-
-    run_eval(target, split=split, overrides=overrides or [], console=console)
-
-
-@app.command("compare-prompting")
-def compare_prompting(config: ConfigArg, overrides: OverridesArg = None) -> None:
-    """Evaluate the base model zero-shot and k-shot beside the fine-tuned run."""
-    from tunelab.evaluate import compare_prompting as run_compare
-
-    cfg = _load(config, overrides)
-    run_compare(cfg, console=console)
-
-
-@app.command()
-def export(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    out: Annotated[Path, typer.Argument(help="Where to write the standalone model.")],
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite", help="Replace an earlier tunelab export in OUT (never other files)."
-        ),
-    ] = False,
-) -> None:
-    """Write a standalone merged model that loads without tunelab (OUT: a new or empty folder)."""
-    from tunelab.export import export_run
-
-    export_run(run_dir, out, console=console, overwrite=overwrite)
-
-
-@app.command()
-def predict(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    input: Annotated[str, typer.Option("--input", help="A text, or a .txt/.jsonl file.")],
-    adapter: Annotated[
-        str | None, typer.Option(help="Name of the LoRA adapter to activate.")
-    ] = None,
-) -> None:
-    """Run the trained model on text: a label with probabilities, or generated text."""
-    from tunelab.inference import predict_cli
-
-    predict_cli(run_dir, input, adapter=adapter, console=console)
+app = build_app(COMMANDS)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunelab.config import ModelConfig, Task
-from tunelab.errors import TunelabError
+from tunelab.errors import TunelabError, first_line
 from tunelab.io import atomic_dir
 from tunelab.paths import PKG_PREFIX, cache_root, resolve_path
 from tunelab.status import status
@@ -59,7 +59,7 @@ def load_tokenizer(model_cfg: ModelConfig) -> PreTrainedTokenizerBase:
     try:
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=model_cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise TunelabError(f"tokenizer {source!r}: cannot be loaded ({_first_line(exc)})") from None
+        raise TunelabError(f"tokenizer {source!r}: cannot be loaded ({first_line(exc)})") from None
     ensure_pad_token(tok)
     return tok
 
@@ -172,7 +172,7 @@ def ensure_gguf_cache(model_cfg: ModelConfig) -> Path:
         model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as exc:
         raise TunelabError(
-            f"model.gguf_file {gguf!r}: cannot be read ({_first_line(exc)})"
+            f"model.gguf_file {gguf!r}: cannot be read ({first_line(exc)})"
         ) from None
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -185,13 +185,8 @@ def ensure_gguf_cache(model_cfg: ModelConfig) -> Path:
 
 def _load_error(name: str, source: str, exc: BaseException) -> TunelabError:
     if Path(source).is_dir():
-        return TunelabError(f"model.name_or_path {name!r}: cannot be loaded ({_first_line(exc)})")
+        return TunelabError(f"model.name_or_path {name!r}: cannot be loaded ({first_line(exc)})")
     return TunelabError(
         f"model.name_or_path {name!r}: no such directory and not a reachable hub id "
-        f"({_first_line(exc)})"
+        f"({first_line(exc)})"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -29,11 +29,6 @@ def resolve_path(value: str | Path) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / rest
 
 
-def is_local(value: str) -> bool:
-    """True when ``value`` names something on disk (a path or pkg:// path), not a hub id."""
-    return value.startswith(PKG_PREFIX) or resolve_path(value).exists()
-
-
 def cache_root() -> Path:
     """Root of tunelab's caches: $TUNELAB_CACHE or ~/.cache/tunelab."""
     return Path(os.environ.get("TUNELAB_CACHE", Path.home() / ".cache" / "tunelab"))

@@ -17,7 +17,7 @@ from typing import Any
 from tunelab.config import ColumnsConfig
 from tunelab.data.formats import ROLES, InvalidRow, classification_inputs, convert_row
 from tunelab.data.rendering import Rendering
-from tunelab.errors import TunelabError
+from tunelab.errors import TunelabError, first_line
 
 Input = str | dict[str, Any]
 
@@ -63,8 +63,7 @@ def parse_json_line(where: str, line: str) -> Input:
         row = json.loads(line)
     except ValueError as exc:
         raise TunelabError(
-            f"{where}: malformed JSON ({str(exc).splitlines()[0]}); each line must be one "
-            "JSON object"
+            f"{where}: malformed JSON ({first_line(exc)}); each line must be one JSON object"
         ) from None
     if not isinstance(row, dict):
         raise TunelabError(f"{where}: expected a JSON object, got {type(row).__name__}")

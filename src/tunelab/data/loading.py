@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import TunelabError
+from tunelab.errors import TunelabError, first_line
 from tunelab.paths import resolve_path
 
 EXTENSIONS = {
@@ -128,7 +128,7 @@ def read_jsonl(
                 if not isinstance(value, dict):
                     raise ValueError(f"expected a JSON object, got {type(value).__name__}")
             except ValueError as exc:
-                problem = f"malformed JSON line ({str(exc).splitlines()[0]})"
+                problem = f"malformed JSON line ({first_line(exc)})"
                 if on_bad_rows == "error":
                     raise TunelabError(
                         f"{where}: {problem}; fix it or set data.on_bad_rows: skip"
@@ -179,9 +179,7 @@ def innermost(exc: BaseException) -> BaseException:
 
 def root_cause(exc: BaseException) -> str:
     """The first line of the innermost exception in ``exc``'s chain (datasets wraps errors)."""
-    exc = innermost(exc)
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(innermost(exc))
 
 
 def read_label_folder(

@@ -11,7 +11,6 @@ from tunelab.data.cache import cache_dir, cache_key, load_entry, save_entry
 from tunelab.data.cleaning import Cleaner, CleanLog
 from tunelab.data.formats import check_columns, to_examples
 from tunelab.data.loading import Row, load_files, resolve_files
-from tunelab.data.report import label_counts, length_stats, unknown_warnings
 from tunelab.data.splitting import (
     SPLITS,
     drop_cross_split_duplicates,
@@ -20,6 +19,7 @@ from tunelab.data.splitting import (
     split_rows,
     subsample,
 )
+from tunelab.data.stats import label_counts, length_stats, unknown_warnings
 from tunelab.data.tokenization import (
     Encoder,
     add_prompt_reference,

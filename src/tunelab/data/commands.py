@@ -1,0 +1,31 @@
+"""``tunelab data prepare`` and ``tunelab data inspect``."""
+
+from __future__ import annotations
+
+import typer
+
+from tunelab.cli_args import ConfigArg, OverridesArg, console, load_run_config
+
+app = typer.Typer(help="Prepare and inspect a run's data.", no_args_is_help=True)
+
+
+@app.command("prepare")
+def prepare(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Load, clean, split and tokenise the data (cached); print the data report."""
+    from tunelab.data import prepare_data, print_report
+    from tunelab.preflight import check_data
+
+    cfg = load_run_config(config, overrides)
+    check_data(cfg, source=str(config))
+    prepared = prepare_data(cfg)
+    print_report(prepared, console)
+
+
+@app.command("inspect")
+def inspect(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Print rows per split, labels, token-length percentiles and cleaning counts."""
+    from tunelab.data import prepare_data, print_inspection
+
+    cfg = load_run_config(config, overrides)
+    prepared = prepare_data(cfg)
+    print_inspection(prepared, console)

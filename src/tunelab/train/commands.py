@@ -1,0 +1,27 @@
+"""``tunelab train``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tunelab.cli_args import ConfigArg, OverridesArg, console, load_run_config
+
+
+def train(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    resume: Annotated[
+        bool | None,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Resume from the run directory's latest checkpoint (default: auto when the "
+            "config matches).",
+        ),
+    ] = None,
+) -> None:
+    """Train a model as the config describes."""
+    from tunelab.train.run import train as run_training
+
+    run_training(load_run_config(config, overrides), resume=resume, console=console)
