@@ -6,7 +6,9 @@ validated up front by pydantic v2 models (no heavy imports here), and every prob
 reported at once with the full key path, the value given and what is allowed
 (:mod:`tunelab.config.problems`). Reading, overrides and the schema:
 :mod:`tunelab.config.loading`, :mod:`tunelab.config.overrides`. The method section is a
-discriminated union on ``name`` built from :mod:`tunelab.methods.registry`.
+discriminated union on ``name`` built from :mod:`tunelab.methods.registry`, which
+hands the config its methods when it loads (``tunelab/__init__`` imports it); method settings
+models live with their methods (``tunelab.methods.lora.LoraSettings`` ...).
 """
 
 from __future__ import annotations
@@ -22,17 +24,9 @@ from tunelab.config.problems import format_problems
 from tunelab.config.run import RunConfig
 from tunelab.config.section import DataFormat, Fraction, PositiveInt, Section, Task
 from tunelab.config.train import EarlyStoppingConfig, TrainConfig
-from tunelab.methods.adapter import AdapterSettings
-from tunelab.methods.bitfit import BitFitSettings
-from tunelab.methods.freeze import FreezeSettings
-from tunelab.methods.lora import LoraSettings
-from tunelab.methods.prefix_tuning import PrefixTuningSettings
-from tunelab.methods.prompt_tuning import PromptTuningSettings
 
 __all__ = [
     "METRIC_NAMES",
-    "AdapterSettings",
-    "BitFitSettings",
     "CleanConfig",
     "ColumnsConfig",
     "DataConfig",
@@ -40,15 +34,11 @@ __all__ = [
     "EarlyStoppingConfig",
     "EvalConfig",
     "Fraction",
-    "FreezeSettings",
     "GenerationConfig",
-    "LoraSettings",
     "MethodConfig",
     "ModelConfig",
     "OutputConfig",
     "PositiveInt",
-    "PrefixTuningSettings",
-    "PromptTuningSettings",
     "RunConfig",
     "Section",
     "SplitConfig",

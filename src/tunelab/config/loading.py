@@ -8,11 +8,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tunelab.config.method import METHODS
 from tunelab.config.overrides import apply_overrides
 from tunelab.config.problems import format_problems
 from tunelab.config.run import RunConfig
 from tunelab.errors import ConfigError
-from tunelab.methods.registry import METHODS
 
 
 def load_config(

@@ -1,6 +1,8 @@
 """The ``method`` section: a pydantic discriminated union on ``name``, built from the registry.
 
-Each registered method (:mod:`tunelab.methods.registry`) gets one variant: ``name`` (its own
+The config does not import the methods: :mod:`tunelab.methods.registry` (imported by
+``tunelab/__init__``) hands its methods over (:func:`tunelab.config.run.use_methods`) when
+it loads and whenever a method is registered. Each method gets one variant: ``name`` (its own
 literal) plus, when it has settings, a block of the same name (``method: {name: lora, lora:
 {r: 16}}``). A block for another method is an error unless it equals that method's defaults;
 ``cfg.method.<other>`` reads that method's defaults, and a dump writes every block out, so a
@@ -9,9 +11,10 @@ resolved config reloads to the same config. Registering a method rebuilds the un
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
+    ConfigDict,
     Discriminator,
     Field,
     SerializationInfo,
@@ -23,11 +26,19 @@ from pydantic import (
 )
 
 from tunelab.config.section import Section
-from tunelab.methods.registry import DEFAULT_METHOD, METHODS, Method
+
+if TYPE_CHECKING:
+    from tunelab.methods.base import Method
+
+DEFAULT_METHOD = "lora"
+METHODS: dict[str, Method] = {}
+"""The registered methods, by name (a copy of the registry's, kept current by it)."""
 
 
 class MethodConfig(Section):
     """Base of every method variant: ``name`` and the chosen method's settings block."""
+
+    model_config = ConfigDict(defer_build=True)  # built once, inside RunConfig's schema
 
     name: str
 
@@ -151,6 +162,8 @@ def default_method() -> MethodConfig:
     return method_adapter().validate_python({"name": DEFAULT_METHOD})
 
 
-def forget_adapter() -> None:
-    """Drop the cached validator (after a method is registered)."""
+def set_methods(methods: dict[str, Method]) -> None:
+    """Take the registry's methods; the union and the cached validator are rebuilt from them."""
+    METHODS.clear()
+    METHODS.update(methods)
     _ADAPTER.clear()

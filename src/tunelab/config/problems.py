@@ -9,9 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tunelab.config.method import variant
+from tunelab.config.method import DEFAULT_METHOD, METHODS, variant
 from tunelab.config.run import RunConfig
-from tunelab.methods.registry import DEFAULT_METHOD, METHODS
 
 
 def format_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:

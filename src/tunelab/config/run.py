@@ -3,30 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 
 from tunelab.config.data import DataConfig
 from tunelab.config.eval import EvalConfig
-from tunelab.config.method import default_method, forget_adapter, method_union
+from tunelab.config.method import METHODS, MethodConfig, default_method, method_union, set_methods
 from tunelab.config.model import ModelConfig
 from tunelab.config.output import OutputConfig
 from tunelab.config.section import Section, Task
 from tunelab.config.train import TrainConfig
-from tunelab.methods.registry import METHODS, on_register
 
-METHOD_DESCRIPTION = "Fine-tuning method and its settings."
+if TYPE_CHECKING:
+    from tunelab.methods.base import Method
+
+
+def _method_field() -> FieldInfo:
+    """``RunConfig.method``'s field: defaults, description, and the tag in the JSON schema."""
+    return Field(
+        default_factory=default_method,
+        description="Fine-tuning method and its settings.",
+        json_schema_extra={"discriminator": {"propertyName": "name"}},
+    )
 
 
 class RunConfig(Section):
     """A whole fine-tuning run."""
 
+    model_config = ConfigDict(defer_build=True)  # built by use_methods, with the method union
+
     model: ModelConfig = Field(description="Which pretrained model to start from.")
     data: DataConfig = Field(description="Where the data is and how to prepare it.")
-    method: method_union() = Field(  # type: ignore[valid-type]
-        default_factory=default_method, description=METHOD_DESCRIPTION
-    )
+    method: MethodConfig = _method_field()  # the registered methods' union: use_methods
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
     output: OutputConfig = Field(description="Where results go.")
@@ -63,13 +73,10 @@ class RunConfig(Section):
         return Path(self.output.dir)
 
 
-def rebuild_method_field() -> None:
-    """Rebuild ``RunConfig.method`` from the registry (called when a method is registered)."""
-    forget_adapter()
+def use_methods(methods: dict[str, Method]) -> None:
+    """Make ``RunConfig.method`` the union of ``methods`` (the registry calls this)."""
+    set_methods(methods)
     RunConfig.model_fields["method"] = FieldInfo.from_annotated_attribute(
-        method_union(), Field(default_factory=default_method, description=METHOD_DESCRIPTION)
+        method_union(), _method_field()
     )
     RunConfig.model_rebuild(force=True)
-
-
-on_register(rebuild_method_field)

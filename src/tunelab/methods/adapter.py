@@ -103,7 +103,15 @@ class Adapter(Method):
 
         model, tokenizer = artifact.load()
         save_whole(model, tokenizer, folder)
-        write_adapter_code(model, artifact.info, folder)
+        settings = AdapterSettings.model_validate(artifact.info["settings"])
+        hidden = int(model.config.hidden_size)
+        spec = {
+            "sites": adapter_sites(model, settings.kind),
+            "hidden": hidden,
+            "size": bottleneck_size(hidden, settings),
+            "activation": settings.activation,
+        }
+        write_adapter_code(model, artifact.info["task"], spec, folder)
         return (
             "bottleneck adapters are non-linear and cannot be folded into the base weights; "
             f"exported the model with its adapters to {shown}: load it with "

@@ -15,22 +15,23 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.methods.adapter import AdapterSettings, adapter_sites, bottleneck_size
 from tunelab.methods.adapter_layers import AdaptedSublayer, Bottleneck
 
 if TYPE_CHECKING:
     from torch import nn
 
 
-def write_adapter_code(model: nn.Module, info: dict[str, Any], out: Path) -> None:
-    """Add the generated modelling file and its ``auto_map`` entry to an exported adapter model."""
-    settings = AdapterSettings.model_validate(info["settings"])
-    hidden = int(model.config.hidden_size)
+def write_adapter_code(model: nn.Module, task: str, spec: dict[str, Any], out: Path) -> None:
+    """Add the generated modelling file and its ``auto_map`` entry to an exported adapter model.
+
+    ``spec`` (stored as ``config.tunelab_adapter``): the adapted module paths (``sites``),
+    ``hidden``, the bottleneck ``size`` and the ``activation``.
+    """
     base_cls, config_cls = type(model).__name__, type(model.config).__name__
     model_type = f"{ADAPTER_TYPE_PREFIX}{model.config.model_type}"
     auto = (
         "AutoModelForSequenceClassification"
-        if info["task"] == "classification"
+        if task == "classification"
         else ("AutoModelForCausalLM")
     )
     code = ADAPTER_CODE.format(
@@ -49,12 +50,7 @@ def write_adapter_code(model: nn.Module, info: dict[str, Any], out: Path) -> Non
         "AutoConfig": f"{ADAPTER_MODULE}.TunelabAdapterConfig",
         auto: f"{ADAPTER_MODULE}.TunelabAdapterModel",
     }
-    config["tunelab_adapter"] = {
-        "sites": adapter_sites(model, settings.kind),
-        "hidden": hidden,
-        "size": bottleneck_size(hidden, settings),
-        "activation": settings.activation,
-    }
+    config["tunelab_adapter"] = spec
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 

@@ -1,14 +1,15 @@
 """The method registry: ``method.name`` -> :class:`~tunelab.methods.base.Method`.
 
-Adding a method is one module defining its ``Method`` plus one line here (or, outside
-tunelab, one ``register(...)`` call). Config (the ``method`` union), artifacts, export and
-inference read what they need from here. Registering rebuilds the config's method union.
+Adding a method is one module defining its ``Method`` plus one line here (its instance in
+the tuple below; outside tunelab, one ``register(...)`` call). Artifacts, export and
+inference read what they need from here; the config gets the methods handed over
+(``use_methods``: its ``method`` union is rebuilt at import and on every (un)registration).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from tunelab.config.method import DEFAULT_METHOD
+from tunelab.config.run import use_methods
 from tunelab.errors import TunelabError
 from tunelab.methods.adapter import ADAPTER
 from tunelab.methods.base import Method
@@ -19,29 +20,24 @@ from tunelab.methods.lora import LORA
 from tunelab.methods.prefix_tuning import PREFIX_TUNING
 from tunelab.methods.prompt_tuning import PROMPT_TUNING
 
-METHODS: dict[str, Method] = {}
-DEFAULT_METHOD = "lora"
-_LISTENERS: list[Callable[[], None]] = []
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (FULL, FREEZE, BITFIT, ADAPTER, LORA, PROMPT_TUNING, PREFIX_TUNING)
+}
+__all__ = ["DEFAULT_METHOD", "METHODS", "Method", "get_method", "register", "unregister"]
 
 
 def register(method: Method) -> Method:
     """Add (or replace) ``method`` under its name; the config accepts it from now on."""
     METHODS[method.name] = method
-    for listener in _LISTENERS:
-        listener()
+    use_methods(METHODS)
     return method
 
 
 def unregister(name: str) -> None:
     """Remove the method ``name`` (e.g. a test's toy method); the config refuses it again."""
     METHODS.pop(name, None)
-    for listener in _LISTENERS:
-        listener()
-
-
-def on_register(listener: Callable[[], None]) -> None:
-    """Call ``listener`` after every later (un)registration (the config rebuilds its union)."""
-    _LISTENERS.append(listener)
+    use_methods(METHODS)
 
 
 def get_method(name: str) -> Method:
@@ -54,5 +50,4 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-for _method in (FULL, FREEZE, BITFIT, ADAPTER, LORA, PROMPT_TUNING, PREFIX_TUNING):
-    register(_method)
+use_methods(METHODS)
