@@ -11,6 +11,9 @@ from typing import Any
 
 from tunelab.config import RunConfig, load_config
 from tunelab.errors import ConfigError, TunelabError
+from tunelab.methods import registry as _registry  # hands the config its methods
+
+del _registry
 
 __version__ = "0.1.0"
 

@@ -23,6 +23,7 @@ from tunelab.data.rendering import Rendering, read_rendering, render_prompt
 from tunelab.errors import TunelabError
 from tunelab.export import artifact_dir
 from tunelab.methods.artifacts import load_artifact, read_method_info
+from tunelab.methods.registry import get_method
 from tunelab.predict_inputs import Input, input_examples, read_input_rows, read_inputs
 
 if TYPE_CHECKING:
@@ -232,7 +233,7 @@ def _generate(
         prompts.append(fit(ids, room, side))
         if len(ids) > room:
             warn(_cut_note(index, len(ids), room, side))
-    if loaded.method == "prefix_tuning":
+    if get_method(loaded.method).decode_by_forward:
         rows = _prefix_greedy(loaded, prompts, max_new_tokens)
     else:
         rows = _batched_greedy(loaded, prompts, max_new_tokens)

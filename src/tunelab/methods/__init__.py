@@ -1,134 +1,23 @@
 """Fine-tuning methods: apply one to a model, summarise and save what trains.
 
-One file per method; ``apply_method`` dispatches on ``cfg.method.name``. LoRA, prompt tuning
-and prefix tuning go through PEFT (the model becomes a ``PeftModel``); full, freeze, bitfit and
-adapter change the model in place.
+One module per method, each defining a :class:`~tunelab.methods.base.Method`, collected in
+:mod:`tunelab.methods.registry`. LoRA, prompt tuning and prefix tuning go through PEFT (the
+model becomes a ``PeftModel``); full, freeze, bitfit and adapter change the model in place.
+Nothing here imports torch at import time (the config imports the registry).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
-from torch import nn
-
-from tunelab.config import MethodConfig, Task
-from tunelab.errors import TunelabError
-from tunelab.methods.adapter import apply_adapter
-from tunelab.methods.bitfit import apply_bitfit
-from tunelab.methods.freeze import apply_freeze
-from tunelab.methods.full import apply_full
-from tunelab.methods.lora import apply_lora
-from tunelab.methods.prefix_tuning import apply_prefix_tuning
-from tunelab.methods.prompt_tuning import apply_prompt_tuning
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-PEFT_METHODS = ("lora", "prompt_tuning", "prefix_tuning")
-
-_APPLY = {
-    "freeze": apply_freeze,
-    "bitfit": apply_bitfit,
-    "adapter": apply_adapter,
-    "lora": apply_lora,
-    "prompt_tuning": apply_prompt_tuning,
-    "prefix_tuning": apply_prefix_tuning,
-}
-
-
-def apply_method(model: nn.Module, method_cfg: MethodConfig, task: Task) -> nn.Module:
-    """Apply the configured method; afterwards exactly its parameters have requires_grad."""
-    if method_cfg.name == "full":
-        return apply_full(model)
-    return _APPLY[method_cfg.name](model, method_cfg.settings, task)
-
-
-@dataclass
-class TrainableSummary:
-    """How many parameters train, and which (layer numbers collapsed into ranges)."""
-
-    trainable: int
-    total: int
-    modules: list[tuple[str, int]] = field(default_factory=list)
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.trainable / self.total if self.total else 0.0
-
-
-def trainable_summary(model: nn.Module) -> TrainableSummary:
-    """Count trainable and total parameters; group the trainable ones by name pattern."""
-    groups: dict[str, tuple[list[int], int]] = {}
-    trainable = total = 0
-    for name, param in model.named_parameters():
-        numel = getattr(param, "ds_numel", None) or param.numel()  # ZeRO-3: whole size
-        total += numel
-        if not param.requires_grad:
-            continue
-        trainable += numel
-        numbers = [int(n) for n in re.findall(r"\.(\d+)\.", name)]
-        pattern = re.sub(r"\.(\d+)\.", ".{}.", name, count=1)
-        layers, count = groups.get(pattern, ([], 0))
-        groups[pattern] = ([*layers, *numbers[:1]], count + numel)
-    modules = [(_collapse(pattern, layers), count) for pattern, (layers, count) in groups.items()]
-    return TrainableSummary(trainable, total, modules)
-
-
-def _collapse(pattern: str, layers: list[int]) -> str:
-    if "{}" not in pattern:
-        return pattern
-    low, high = min(layers), max(layers)
-    span = str(low) if low == high else f"{low}-{high}"
-    return pattern.replace("{}", f"[{span}]")
-
-
-def print_trainable_summary(summary: TrainableSummary, console: Console) -> None:
-    """Print trainable / total parameters and the trainable parameter groups."""
-    console.print(
-        f"trainable parameters: {summary.trainable:,} / {summary.total:,} ({summary.percent:.3f}%)"
-    )
-    for name, count in summary.modules[:40]:
-        shown = name.removeprefix("base_model.model.").replace(".default.", ".")
-        console.print(f"  {shown}  {count:,}", soft_wrap=True, highlight=False)
-    if len(summary.modules) > 40:
-        console.print(f"  ... and {len(summary.modules) - 40} more groups")
-
-
-def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Exactly the trainable tensors, keyed by parameter name (detached, contiguous).
-
-    For a sharded model (FSDP2, DeepSpeed ZeRO) the tensors are gathered whole: every process
-    must call this.
-    """
-    from tunelab.train.sharding import gather_param
-
-    return {
-        name: gather_param(param).contiguous()
-        for name, param in model.named_parameters()
-        if param.requires_grad
-    }
-
-
-def load_trainable_state_dict(model: nn.Module, state_dict: dict[str, Any]) -> None:
-    """Copy ``state_dict`` into the trainable parameters; the key sets must match exactly.
-
-    Full tensors are cut into each process's shard of a sharded model (a collective).
-    """
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    missing = sorted(set(params) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(params))
-    if missing or unexpected:
-        raise TunelabError(
-            f"trained weights do not fit this model: {len(missing)} missing "
-            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
-        )
-    from tunelab.train.sharding import assign_param
-
-    for name, param in params.items():
-        assign_param(param, state_dict[name])
+from tunelab.methods.apply import apply_method
+from tunelab.methods.trainable import (
+    TrainableSummary,
+    load_trainable_state_dict,
+    print_trainable_summary,
+    trainable_state_dict,
+    trainable_summary,
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -140,7 +29,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "PEFT_METHODS",
     "TrainableSummary",
     "apply_method",
     "load_artifact",

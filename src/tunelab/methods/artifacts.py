@@ -1,11 +1,12 @@
 """Save and load the final artifact of a run, and write the run's model card.
 
-Layouts (``RUN_DIR/model/``):
+Each method writes and reads its own trained state (``Method.save`` / ``Method.load``, see
+:mod:`tunelab.methods.base`) in ``RUN_DIR/model/``:
 - lora, prompt_tuning, prefix_tuning: PEFT's own layout (``adapter_config.json`` +
   ``adapter_model.safetensors``), loadable by ``peft.PeftModel.from_pretrained`` alone.
 - bitfit, freeze, adapter, and prefix_tuning on an encoder (tunelab's own prefixes, see
   ``methods/encoder_prefix.py``): ``tunelab_weights.safetensors`` with only the trained tensors.
-- full: ``save_pretrained`` (``config.json`` + ``model.safetensors``).
+- full (``whole_model``): ``save_pretrained`` (``config.json`` + ``model.safetensors``).
 Every artifact also holds ``tunelab_method.json`` (method, settings, the base model as the user
 named it and as it was loaded, task, label names), ``tunelab_rendering.json`` (how prompts were
 rendered, see ``tunelab.data.rendering``) and the tokenizer with its chat template.
@@ -19,16 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from tunelab.config import MethodConfig, ModelConfig, RunConfig
+from tunelab.config import ModelConfig, RunConfig
 from tunelab.data.rendering import Rendering, save_rendering
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_dir, atomic_write_text
-from tunelab.methods import (
-    PEFT_METHODS,
-    apply_method,
-    load_trainable_state_dict,
-    trainable_state_dict,
-)
+from tunelab.methods.registry import get_method
 from tunelab.models import gguf_cache_dir, load_model, load_tokenizer, model_source
 from tunelab.paths import PKG_PREFIX, resolve_path
 
@@ -36,7 +32,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 METHOD_FILE = "tunelab_method.json"
-WEIGHTS_FILE = "tunelab_weights.safetensors"
 
 
 def save_artifact(
@@ -47,24 +42,14 @@ def save_artifact(
     label_names: list[str] | None = None,
 ) -> Path:
     """Write the trained artifact of ``cfg.method.name`` to ``out_dir`` atomically."""
-    from safetensors.torch import save_file
-
-    method = cfg.method.name
+    method = get_method(cfg.method.name)
     base = _base_path(cfg.model)
     labels = label_names
     if labels is None and cfg.task == "classification":
         labels = _label_names(model)
     with atomic_dir(out_dir) as tmp:
-        if method in PEFT_METHODS and hasattr(model, "peft_config"):
-            for peft_cfg in model.peft_config.values():
-                peft_cfg.base_model_name_or_path = base
-            model.save_pretrained(tmp)
-        elif method == "full":
-            model.save_pretrained(tmp)
-        else:
-            save_file(trainable_state_dict(model), str(tmp / WEIGHTS_FILE), {"format": "pt"})
         info = {
-            "method": method,
+            "method": method.name,
             "settings": cfg.method.settings.model_dump() if cfg.method.settings else None,
             "base_model": cfg.model.name_or_path,
             "base_model_gguf_file": cfg.model.gguf_file,
@@ -73,6 +58,7 @@ def save_artifact(
             "task": cfg.task,
             "label_names": labels,
         }
+        method.save(model, tmp, info)
         (tmp / METHOD_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         save_rendering(tmp, Rendering.from_config(cfg.data, tokenizer, labels))
         if tokenizer is not None:
@@ -95,7 +81,7 @@ def load_artifact(
     artifact_dir = Path(artifact_dir)
     info = read_method_info(artifact_dir)
     model_cfg = _artifact_model_cfg(artifact_dir, info)
-    if info["method"] == "full":
+    if get_method(info["method"]).whole_model:
         model = load_model(model_cfg, info["task"])
     else:
         model = apply_artifact(
@@ -108,29 +94,21 @@ def load_artifact(
 
 
 def apply_artifact(base_model: PreTrainedModel, artifact_dir: str | Path) -> nn.Module:
-    """Apply a saved non-full artifact (PEFT adapter or trained tensors) to ``base_model``."""
-    from safetensors.torch import load_file
-
+    """Apply a saved overlay artifact (PEFT adapter or trained tensors) to ``base_model``."""
     artifact_dir = Path(artifact_dir)
     info = read_method_info(artifact_dir)
-    if info["method"] in PEFT_METHODS and not (artifact_dir / WEIGHTS_FILE).is_file():
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(base_model, artifact_dir)
-    if info["method"] == "full":
-        raise TunelabError(f"{artifact_dir}: a full fine-tune is a whole model, not an overlay")
-    method_cfg = MethodConfig.model_validate(
-        {"name": info["method"], info["method"]: info["settings"]}
-    )
-    model = apply_method(base_model, method_cfg, info["task"])
-    load_trainable_state_dict(model, load_file(str(artifact_dir / WEIGHTS_FILE)))
-    return model
+    method = get_method(info["method"])
+    if method.whole_model:
+        raise TunelabError(
+            f"{artifact_dir}: a {method.name} fine-tune is a whole model, not an overlay"
+        )
+    return method.load(base_model, artifact_dir, info)
 
 
 def _artifact_model_cfg(artifact_dir: Path, info: dict[str, Any]) -> ModelConfig:
     """The base model's config; a full fine-tune loads from the artifact itself."""
     stored = ModelConfig.model_validate(info["model"])
-    if info["method"] == "full":
+    if get_method(info["method"]).whole_model:
         return stored.model_copy(
             update={"name_or_path": str(artifact_dir), "gguf_file": None, "tokenizer": None}
         )

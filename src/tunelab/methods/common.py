@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from tunelab.config import Task
 from tunelab.errors import TunelabError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tunelab.config.section import Task
 
 
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -15,6 +18,8 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
 
     Finds ``bert.encoder.layer``, ``model.layers``, ``transformer.h`` and the like.
     """
+    from torch import nn
+
     best: tuple[int, str, nn.ModuleList] | None = None
     for name, module in model.named_modules():
         if not isinstance(module, nn.ModuleList) or len(module) == 0:

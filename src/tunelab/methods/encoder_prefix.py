@@ -17,14 +17,17 @@ import copy
 import inspect
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from tunelab.config import PrefixTuningSettings, Task
 from tunelab.errors import TunelabError
 from tunelab.methods.common import find_blocks, head_names, set_trainable
+
+if TYPE_CHECKING:
+    from tunelab.config.section import Task
+    from tunelab.methods.prefix_tuning import PrefixTuningSettings
 
 ATTENTION_NAME = "tunelab_encoder_prefix"
 MODULE_NAME = "tunelab_prefix"

@@ -7,15 +7,44 @@ model with fewer).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from torch import nn
+from pydantic import Field, field_validator, model_validator
 
-from tunelab.config import FreezeSettings, Task
+from tunelab.config.section import PositiveInt, Section, check_regexes
 from tunelab.errors import TunelabError
+from tunelab.methods.base import Method
 from tunelab.methods.common import after_blocks, find_blocks, head_names, set_trainable
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tunelab.config.section import Task
 
 DEFAULT_TOP_N = 2
 """Blocks trained when neither ``top_n_layers`` nor ``patterns`` is given."""
+
+
+class FreezeSettings(Section):
+    """Layer freezing: train the top N blocks, or parameters matching patterns."""
+
+    top_n_layers: PositiveInt | None = Field(
+        default=None,
+        description="Train only the top N transformer blocks (+ head, final norm); when neither "
+        "this nor patterns is given, the top 2 blocks (all blocks of a smaller model).",
+    )
+    patterns: list[str] | None = Field(
+        default=None, description="Regexes of parameter names to train (instead of top_n_layers)."
+    )
+    train_head: bool = Field(default=True, description="Also train the task head.")
+
+    _regexes = field_validator("patterns")(check_regexes)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> FreezeSettings:
+        if self.top_n_layers is not None and self.patterns is not None:
+            raise ValueError("give top_n_layers or patterns, not both")
+        return self
 
 
 def freeze_targets(model: nn.Module, settings: FreezeSettings, task: Task) -> set[str]:
@@ -43,7 +72,16 @@ def freeze_targets(model: nn.Module, settings: FreezeSettings, task: Task) -> se
     return (chosen | head) if settings.train_head else (chosen - head)
 
 
-def apply_freeze(model: nn.Module, settings: FreezeSettings, task: Task) -> nn.Module:
-    """Freeze everything except the targets of ``settings``."""
-    set_trainable(model, freeze_targets(model, settings, task))
-    return model
+class Freeze(Method):
+    name = "freeze"
+    settings = FreezeSettings
+    description = "the top N blocks (+ final norm, head) or parameters matching patterns train"
+    layerwise_lr = True
+
+    def apply(self, model: nn.Module, settings: FreezeSettings, task: Task) -> nn.Module:
+        """Freeze everything except the targets of ``settings``."""
+        set_trainable(model, freeze_targets(model, settings, task))
+        return model
+
+
+FREEZE = Freeze()

@@ -1,37 +1,67 @@
-"""LoRA (and rsLoRA, DoRA) through PEFT."""
+"""LoRA (and rsLoRA, DoRA) through PEFT; the export merges it into the base weights."""
 
 from __future__ import annotations
 
-from torch import nn
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from tunelab.config import LoraSettings, Task
+from pydantic import Field
+
+from tunelab.config.section import Fraction, PositiveInt, Section
+from tunelab.methods.base import Artifact, save_whole
+from tunelab.methods.peft_method import PeftMethod, peft_task_type
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tunelab.config.section import Task
 
 
-def peft_task_type(task: Task) -> str:
-    """PEFT task type: SEQ_CLS keeps the classification head trainable (modules_to_save)."""
-    return "SEQ_CLS" if task == "classification" else "CAUSAL_LM"
+class LoraSettings(Section):
+    """LoRA through PEFT."""
 
-
-def apply_lora(model: nn.Module, settings: LoraSettings, task: Task) -> nn.Module:
-    """Wrap ``model`` in a PeftModel with LoRA on the target modules."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        task_type=peft_task_type(task),
-        r=settings.r,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
-        use_rslora=settings.use_rslora,
-        use_dora=settings.use_dora,
+    r: PositiveInt = Field(default=8, description="Rank of the update matrices.")
+    alpha: float = Field(default=16.0, gt=0, description="Scaling numerator (alpha / r).")
+    dropout: Fraction = Field(default=0.05, description="Dropout on the LoRA input.")
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        default="all-linear",
+        description="Module names to adapt; all-linear = every linear layer except the head.",
     )
-    peft_model = get_peft_model(model, config)
-    if settings.target_modules == "all-linear":
-        saved = peft_model.peft_config["default"]
-        saved.target_modules = stable_targets(
-            peft_model.get_base_model(), set(saved.target_modules)
+    use_rslora: bool = Field(default=False, description="Rank-stabilised scaling alpha/sqrt(r).")
+    use_dora: bool = Field(default=False, description="Weight-decomposed LoRA (DoRA).")
+
+
+class Lora(PeftMethod):
+    name = "lora"
+    settings = LoraSettings
+    description = "low-rank updates of the linear layers (PEFT; rsLoRA, DoRA); mergeable"
+
+    def apply(self, model: nn.Module, settings: LoraSettings, task: Task) -> nn.Module:
+        """Wrap ``model`` in a PeftModel with LoRA on the target modules."""
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            task_type=peft_task_type(task),
+            r=settings.r,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=settings.target_modules,
+            use_rslora=settings.use_rslora,
+            use_dora=settings.use_dora,
         )
-    return peft_model
+        peft_model = get_peft_model(model, config)
+        if settings.target_modules == "all-linear":
+            saved = peft_model.peft_config["default"]
+            saved.target_modules = stable_targets(
+                peft_model.get_base_model(), set(saved.target_modules)
+            )
+        return peft_model
+
+    def export(self, artifact: Artifact, folder: Path, shown: Path) -> str:
+        """Merge the update into the base weights (PEFT's ``merge_and_unload``)."""
+        model, tokenizer = artifact.load()
+        save_whole(model.merge_and_unload(), tokenizer, folder)
+        return f"exported a standalone merged {self.name} model to {shown}"
 
 
 def stable_targets(model: nn.Module, targets: set[str]) -> list[str]:
@@ -43,3 +73,6 @@ def stable_targets(model: nn.Module, targets: set[str]) -> list[str]:
     short = {name.rsplit(".", 1)[-1] for name in targets}
     selected = {name for name, _ in model.named_modules() if name.rsplit(".", 1)[-1] in short}
     return sorted(short) if selected == targets else sorted(targets)
+
+
+LORA = Lora()

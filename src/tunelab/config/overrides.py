@@ -1,4 +1,4 @@
-"""Command-line overrides (``key.path=value``): how values are typed and how a method switches.
+"""Command-line overrides (``key.path=value``): applied to the raw config, typed, method switches.
 
 Values are read as YAML (``1e-4``, ``true``, ``[a, b]``), but a command line has no comments:
 a value YAML would cut at `` #`` (``output.dir=runs/my run #1``) is kept whole, as a string.
@@ -10,11 +10,49 @@ methods). In the file itself, a block for another method stays an error.
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Iterable
 from typing import Any
 
 import yaml
+
+from tunelab.errors import ConfigError
+
+
+def apply_overrides(
+    raw: dict[str, Any],
+    overrides: Iterable[str],
+    name: str | None,
+    blocks: Iterable[str],
+) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``a.b.c=value`` overrides applied.
+
+    ``blocks`` are the method settings block names a ``method.name`` override may drop.
+    """
+    out = copy.deepcopy(raw)
+    switch_method(out, overrides, blocks)
+    problems = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"override {item!r} is not of the form key.path=value")
+            continue
+        parts = key.strip().split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                problems.append(f"override {item!r}: {part!r} is not a section")
+                break
+            node = child
+        else:
+            node[parts[-1]] = override_value(value)
+    if problems:
+        raise ConfigError(problems, name)
+    return out
 
 
 def override_value(text: str) -> Any:

@@ -1,0 +1,33 @@
+"""What every config section shares: the pydantic base, the field types and the task names.
+
+Method settings blocks (defined next to each method in :mod:`tunelab.methods`) use the same
+base, so unknown keys are errors and defaults are validated everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Task = Literal["classification", "causal_lm"]
+DataFormat = Literal["classification", "instruction", "chat", "qa", "text"]
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def check_regexes(patterns: Any) -> Any:
+    """Return ``patterns`` (regexes, or None); raise ValueError naming an invalid one."""
+    for pattern in patterns or ():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a valid regex ({exc})") from None
+    return patterns
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, defaults are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
