@@ -408,13 +408,16 @@ def test_train_refuses_a_folder_read_as_jsonl(tiny_bert_dir, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_data_prepare_refuses_a_folder_read_as_jsonl(tokenizer_dir, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("command", ["prepare", "inspect"])
+def test_data_commands_refuse_a_folder_read_as_jsonl(
+    command, tokenizer_dir, tmp_path, monkeypatch, capsys
+):
     (tmp_path / "rows.jsonl" / "a").mkdir(parents=True)
     raw = cls_raw(tmp_path, tokenizer_dir)  # data prepare needs only the tokenizer
     raw["data"].update(path=str(tmp_path / "rows.jsonl"), file_type="jsonl")
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(raw))
-    result = run_cli(["data", "prepare", str(config)], monkeypatch, capsys)
+    result = run_cli(["data", command, str(config)], monkeypatch, capsys)
     assert_refused(
         result,
         tmp_path,

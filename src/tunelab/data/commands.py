@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
 
 from tunelab.cli_args import ConfigArg, OverridesArg, console, load_run_config
@@ -12,20 +15,24 @@ app = typer.Typer(help="Prepare and inspect a run's data.", no_args_is_help=True
 @app.command("prepare")
 def prepare(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Load, clean, split and tokenise the data (cached); print the data report."""
-    from tunelab.data import prepare_data, print_report
-    from tunelab.preflight import check_data
+    from tunelab.data import print_report
 
-    cfg = load_run_config(config, overrides)
-    check_data(cfg, source=str(config))
-    prepared = prepare_data(cfg)
-    print_report(prepared, console)
+    print_report(checked_data(config, overrides), console)
 
 
 @app.command("inspect")
 def inspect(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Print rows per split, labels, token-length percentiles and cleaning counts."""
-    from tunelab.data import prepare_data, print_inspection
+    from tunelab.data import print_inspection
+
+    print_inspection(checked_data(config, overrides), console)
+
+
+def checked_data(config: Path, overrides: list[str] | None) -> Any:
+    """The config's prepared data, after the data checks of ``tunelab validate``."""
+    from tunelab.data import prepare_data
+    from tunelab.preflight import check_data
 
     cfg = load_run_config(config, overrides)
-    prepared = prepare_data(cfg)
-    print_inspection(prepared, console)
+    check_data(cfg, source=str(config))
+    return prepare_data(cfg)
