@@ -15,7 +15,7 @@ from train_helpers import write_classification_data
 from tunelab.config import load_config
 from tunelab.evaluate import evaluate, evaluate_model, validation_metrics
 from tunelab.evaluate.perplexity import perplexity
-from tunelab.evaluate.runner import split_perplexity
+from tunelab.evaluate.rows import tensor_batches
 from tunelab.train.collate import PadCollator
 
 
@@ -92,10 +92,10 @@ def test_split_perplexity_keeps_no_logits(tiny_llama_dir):
     model, tok = _lm(tiny_llama_dir)
     row = _lm_rows(tok, 1)
     spy = _LogitsSpy(model)
-    out = split_perplexity(model, Dataset.from_list(row * 1000), 100, tok, torch.device("cpu"))
+    out = perplexity(model, tensor_batches(Dataset.from_list(row * 1000), 100, tok.pad_token_id))
     assert len(spy.refs) == 10 and spy.alive() == 0  # every batch's logits were freed
     # 1000 copies of one row have that row's perplexity
-    one = split_perplexity(model, Dataset.from_list(row), 1, tok, torch.device("cpu"))
+    one = perplexity(model, tensor_batches(Dataset.from_list(row), 1, tok.pad_token_id))
     assert out["perplexity"] == pytest.approx(one["perplexity"], rel=1e-4)
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tunelab.config_overrides import override_value, switch_method
 from tunelab.errors import ConfigError
+from tunelab.evaluate.registry import MetricName
 from tunelab.metric_catalog import infer_mode
 
 Task = Literal["classification", "causal_lm"]
@@ -518,28 +519,11 @@ class GenerationConfig(Section):
     repetition_penalty: float = Field(default=1.0, gt=0, description="Repetition penalty.")
 
 
-METRIC_NAMES = (
-    "accuracy",
-    "f1",
-    "auc",
-    "confusion_matrix",
-    "bleu",
-    "rouge",
-    "meteor",
-    "exact_match",
-    "qa_f1",
-    "perplexity",
-    "diversity",
-    "consistency",
-    "efficiency",
-)
-
-
 class EvalConfig(Section):
     split: Literal["train", "validation", "test"] = Field(
         default="test", description="Split to evaluate."
     )
-    metrics: list[Literal[METRIC_NAMES]] | None = Field(  # type: ignore[valid-type]
+    metrics: list[MetricName] | None = Field(
         default=None, description="Metrics to compute; default chosen by task and format."
     )
     batch_size: PositiveInt = Field(default=16, description="Evaluation batch size.")
