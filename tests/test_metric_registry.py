@@ -35,12 +35,14 @@ class AnswerWords:
 
 @pytest.fixture
 def toy_metric():
-    metric = Metric("answer_words", GENERATIVE, ("answer_words",), "generate", AnswerWords, True)
+    metric = Metric(
+        "answer_words", GENERATIVE, ("answer_words",), "generate", AnswerWords, True, default=False
+    )
     yield register(metric)
     METRICS.pop(metric.name)
 
 
-def _raw(tmp_path, model_dir, metrics: list[str]) -> dict[str, Any]:
+def _raw(tmp_path, model_dir, metrics: list[str] | None) -> dict[str, Any]:
     words = ("hi", "yes", "no", "team", "news", "match")
     rows = [
         {"instruction": f"say {w} {i}", "input": "", "output": w} for i, w in enumerate(words * 2)
@@ -87,6 +89,8 @@ def test_a_toy_metric_registered_here_is_computed_in_eval_results(
 def test_a_toy_metric_declares_where_it_fits_and_its_direction(toy_metric, tmp_path):
     from tunelab.evaluate.scoring import check_metrics
 
+    defaults = _raw(tmp_path, tmp_path, None)
+    assert "answer_words" not in check_metrics(load_config(defaults))  # default=False
     raw = _raw(tmp_path, tmp_path, ["answer_words"])
     raw["data"]["format"] = "text"
     with pytest.raises(

@@ -7,8 +7,7 @@ settings, and each row stops at EOS or an end-of-turn token. Only the new tokens
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,13 +40,16 @@ def encode_prompts(
     tokenizer: Any, texts: Sequence[str], max_length: int, add_special_tokens: bool
 ) -> list[list[int]]:
     """Token ids of ``texts``; a prompt longer than ``max_length`` loses its start."""
-    with _sides(tokenizer, padding="left", truncation="left"):
+    side, tokenizer.truncation_side = tokenizer.truncation_side, "left"
+    try:
         enc = tokenizer(
             list(texts),
             truncation=True,
             max_length=max_length,
             add_special_tokens=add_special_tokens,
         )
+    finally:
+        tokenizer.truncation_side = side
     return [list(ids) for ids in enc["input_ids"]]
 
 
@@ -142,13 +144,3 @@ def stepwise_greedy(
                 break
         rows.append(ids[0, start:].tolist())
     return rows
-
-
-@contextmanager
-def _sides(tokenizer: Any, padding: str, truncation: str) -> Iterator[None]:
-    old = tokenizer.padding_side, tokenizer.truncation_side
-    tokenizer.padding_side, tokenizer.truncation_side = padding, truncation
-    try:
-        yield
-    finally:
-        tokenizer.padding_side, tokenizer.truncation_side = old

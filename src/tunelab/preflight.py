@@ -32,7 +32,7 @@ from tunelab.config import DataConfig, RunConfig
 from tunelab.data.formats import required_columns
 from tunelab.data.loading import detect_type, peek_columns, resolve_files
 from tunelab.errors import ConfigError, TunelabError
-from tunelab.evaluate.registry import METRICS, eval_metrics_problem
+from tunelab.evaluate.registry import eval_metrics_problem, missing_reason
 from tunelab.metric_catalog import VALIDATION_METRICS, infer_mode
 from tunelab.models import HUB_ID, gguf_cache_dir
 from tunelab.paths import PKG_PREFIX, resolve_path
@@ -258,10 +258,8 @@ def metric_problems(cfg: RunConfig) -> list[str]:
     if cfg.eval.metrics is not None:
         wrong = eval_metrics_problem(cfg.task, cfg.data.format, cfg.eval.metrics)
         problems.extend([wrong] if wrong else [])
-        for name in dict.fromkeys(cfg.eval.metrics):
-            missing = METRICS[name].missing if name in METRICS else None
-            reason = missing() if missing else None
-            problems.extend([f"eval.metrics: {reason}"] if reason else [])
+        reasons = (missing_reason(name) for name in dict.fromkeys(cfg.eval.metrics))
+        problems.extend(f"eval.metrics: {reason}" for reason in reasons if reason)
     return problems
 
 

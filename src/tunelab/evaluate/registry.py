@@ -68,13 +68,13 @@ ScorerFactory = Callable[[ScoringContext], Scorer]
 class Metric:
     """One ``eval.metrics`` name: where it applies, what it writes and how it is scored."""
 
-    name: str
-    formats: tuple[str, ...]
-    keys: tuple[str, ...]
-    stage: Stage
-    scorer: ScorerFactory
-    higher_is_better: bool | None = None
-    default: bool = True
+    name: str  # the eval.metrics entry
+    formats: tuple[str, ...]  # data.format values it fits
+    keys: tuple[str, ...]  # what it writes to eval_results.json
+    stage: Stage  # what feeds its scorer
+    scorer: ScorerFactory  # ScoringContext -> Scorer; the same factory = one shared scorer
+    higher_is_better: bool | None = None  # None: neither (mixed or not a score)
+    default: bool = True  # computed when eval.metrics is not given
     missing: Callable[[], str | None] | None = None  # why it cannot run here (None: it can)
 
 
@@ -100,14 +100,15 @@ def lazy(target: str) -> ScorerFactory:
     return build
 
 
-def metric_names() -> tuple[str, ...]:
-    """Every registered metric name, in registration order."""
-    return tuple(METRICS)
-
-
 def allowed_metrics(data_format: str) -> list[Metric]:
     """The metrics that apply to ``data_format``."""
     return [m for m in METRICS.values() if data_format in m.formats]
+
+
+def missing_reason(name: str) -> str | None:
+    """Why this machine cannot compute metric ``name`` (e.g. METEOR without WordNet), or None."""
+    metric = METRICS.get(name)
+    return metric.missing() if metric is not None and metric.missing else None
 
 
 def eval_metrics_problem(task: str, data_format: str, names: Iterable[str]) -> str | None:

@@ -27,6 +27,7 @@ from tunelab.evaluate.registry import (
     Stage,
     allowed_metrics,
     eval_metrics_problem,
+    missing_reason,
 )
 
 
@@ -39,7 +40,7 @@ def check_metrics(cfg: RunConfig) -> set[str]:
     if cfg.eval.metrics is None:
         chosen = set()
         for metric in allowed_metrics(cfg.data.format):
-            reason = metric.missing() if metric.missing else None
+            reason = missing_reason(metric.name) if metric.default else None
             if reason:
                 Console(stderr=True).print(f"[yellow]{metric.name} skipped: {reason}[/]")
             elif metric.default:
@@ -50,8 +51,7 @@ def check_metrics(cfg: RunConfig) -> set[str]:
         raise TunelabError(problem)
     chosen = set(cfg.eval.metrics)
     for name in sorted(chosen):
-        missing = METRICS[name].missing
-        reason = missing() if missing else None
+        reason = missing_reason(name)
         if reason:
             raise TunelabError(reason)
     return chosen
