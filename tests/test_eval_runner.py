@@ -15,7 +15,7 @@ from train_helpers import write_classification_data
 from tunelab.config import load_config
 from tunelab.evaluate import evaluate, evaluate_model, validation_metrics
 from tunelab.evaluate.perplexity import perplexity
-from tunelab.evaluate.runner import split_perplexity
+from tunelab.evaluate.rows import tensor_batches
 from tunelab.train.collate import PadCollator
 
 
@@ -96,11 +96,11 @@ def test_split_perplexity_keeps_no_logits(tiny_llama_dir):
     model.get_decoder().register_forward_hook(
         lambda _m, _i, out: hidden.append(weakref.ref(out.last_hidden_state))
     )
-    out = split_perplexity(model, Dataset.from_list(row * 1000), 100, tok, torch.device("cpu"))
+    out = perplexity(model, tensor_batches(Dataset.from_list(row * 1000), 100, tok.pad_token_id))
     assert len(hidden) == 10 and sum(ref() is not None for ref in hidden) == 0  # each freed
     assert spy.refs == []  # the chunked loss never builds the full logits
     # 1000 copies of one row have that row's perplexity
-    one = split_perplexity(model, Dataset.from_list(row), 1, tok, torch.device("cpu"))
+    one = perplexity(model, tensor_batches(Dataset.from_list(row), 1, tok.pad_token_id))
     assert out["perplexity"] == pytest.approx(one["perplexity"], rel=1e-4)
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from tunelab.data.rendering import Rendering, read_rendering, render_prompt
+from tunelab.decoding import generate
 from tunelab.errors import TunelabError
 from tunelab.export import artifact_dir
 from tunelab.methods.artifacts import load_artifact, read_method_info
@@ -29,8 +30,6 @@ from tunelab.predict_inputs import Input, input_examples, read_input_rows, read_
 if TYPE_CHECKING:
     from rich.console import Console
     from transformers import PreTrainedTokenizerBase
-
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
 
 
 @dataclass
@@ -233,62 +232,10 @@ def _generate(
         prompts.append(fit(ids, room, side))
         if len(ids) > room:
             warn(_cut_note(index, len(ids), room, side))
-    if get_method(loaded.method).decode_by_forward:
-        rows = _prefix_greedy(loaded, prompts, max_new_tokens)
-    else:
-        rows = _batched_greedy(loaded, prompts, max_new_tokens)
-    return [{"generated": tok.decode(row, skip_special_tokens=True).strip()} for row in rows]
-
-
-def _batched_greedy(loaded: Loaded, prompts: list[list[int]], max_new_tokens: int) -> torch.Tensor:
-    """``generate`` on the left-padded batch; returns only the new tokens."""
-    tok = loaded.tokenizer
-    width = max(len(ids) for ids in prompts)
-    input_ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(input_ids)
-    for row, ids in enumerate(prompts):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        mask[row, width - len(ids) :] = 1
-    out = loaded.model.generate(
-        input_ids=input_ids,
-        attention_mask=mask,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=stop_token_ids(tok),
-        pad_token_id=tok.pad_token_id,
-    )
-    return out[:, width:]
-
-
-def _prefix_greedy(
-    loaded: Loaded, prompts: list[list[int]], max_new_tokens: int
-) -> list[torch.Tensor]:
-    """Greedy decoding by full forward passes, one prompt at a time.
-
-    With PEFT 0.21 and Transformers 5.24, ``generate`` passes an empty ``cache`` next to the
-    prefix PEFT injects as ``past_key_values``, and the model ignores the prefix: the output
-    is the base model's. A plain forward pass does use the prefix, so decode with those.
-    """
-    stops = set(stop_token_ids(loaded.tokenizer))
-    rows = []
-    for prompt in prompts:
-        ids = torch.tensor([prompt], dtype=torch.long)
-        start = ids.shape[1]
-        for _ in range(max_new_tokens):
-            last = loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]
-            ids = torch.cat([ids, last.argmax().view(1, 1)], dim=1)
-            if int(ids[0, -1]) in stops:
-                break
-        rows.append(ids[0, start:])
-    return rows
-
-
-def stop_token_ids(tok: PreTrainedTokenizerBase) -> list[int]:
-    """EOS plus the end-of-turn tokens the vocabulary has."""
-    vocab = tok.get_vocab()
-    ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
-    ids += [vocab[t] for t in END_OF_TURN if t in vocab and vocab[t] not in ids]
-    return ids
+    # prefix tuning: generate() would ignore the prefix (see decoding.stepwise_greedy)
+    stepwise = get_method(loaded.method).decode_by_forward
+    out = generate(loaded.model, tok, prompts, max_new_tokens, stepwise=stepwise)
+    return [{"generated": text} for text in out.texts]
 
 
 def resolve_adapter(run_dir: Path, adapter: str) -> tuple[str, Path]:

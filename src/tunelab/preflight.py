@@ -32,7 +32,8 @@ from tunelab.config import DataConfig, RunConfig
 from tunelab.data.formats import required_columns
 from tunelab.data.loading import detect_type, peek_columns, resolve_files
 from tunelab.errors import ConfigError, TunelabError
-from tunelab.metric_catalog import VALIDATION_METRICS, eval_metrics_problem, infer_mode
+from tunelab.evaluate.registry import eval_metrics_problem, missing_reason
+from tunelab.metric_catalog import VALIDATION_METRICS, infer_mode
 from tunelab.models import HUB_ID, gguf_cache_dir
 from tunelab.paths import PKG_PREFIX, resolve_path
 
@@ -257,16 +258,9 @@ def metric_problems(cfg: RunConfig) -> list[str]:
     if cfg.eval.metrics is not None:
         wrong = eval_metrics_problem(cfg.task, cfg.data.format, cfg.eval.metrics)
         problems.extend([wrong] if wrong else [])
-        if "meteor" in cfg.eval.metrics:
-            problems.extend(wordnet_problems())
+        reasons = (missing_reason(name) for name in dict.fromkeys(cfg.eval.metrics))
+        problems.extend(f"eval.metrics: {reason}" for reason in reasons if reason)
     return problems
-
-
-def wordnet_problems() -> list[str]:
-    """``[problem]`` when nltk cannot find WordNet (METEOR needs it)."""
-    from tunelab.evaluate.wordnet_setup import MISSING, wordnet_found
-
-    return [] if wordnet_found() else [f"eval.metrics: {MISSING}"]
 
 
 def split_problems(cfg: RunConfig) -> list[str]:

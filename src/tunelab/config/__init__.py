@@ -14,7 +14,7 @@ models live with their methods (``tunelab.methods.lora.LoraSettings`` ...).
 from __future__ import annotations
 
 from tunelab.config.data import CleanConfig, ColumnsConfig, DataConfig, SplitConfig
-from tunelab.config.eval import METRIC_NAMES, EvalConfig, GenerationConfig
+from tunelab.config.eval import EvalConfig, GenerationConfig
 from tunelab.config.loading import dump_config, json_schema, load_config
 from tunelab.config.method import MethodConfig
 from tunelab.config.model import ModelConfig
@@ -26,7 +26,6 @@ from tunelab.config.section import DataFormat, Fraction, PositiveInt, Section, T
 from tunelab.config.train import EarlyStoppingConfig, TrainConfig
 
 __all__ = [
-    "METRIC_NAMES",
     "CleanConfig",
     "ColumnsConfig",
     "DataConfig",

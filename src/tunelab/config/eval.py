@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from tunelab.config.section import PositiveInt, Section
+from tunelab.evaluate.registry import MetricName
 
 
 class GenerationConfig(Section):
@@ -17,28 +18,11 @@ class GenerationConfig(Section):
     repetition_penalty: float = Field(default=1.0, gt=0, description="Repetition penalty.")
 
 
-METRIC_NAMES = (
-    "accuracy",
-    "f1",
-    "auc",
-    "confusion_matrix",
-    "bleu",
-    "rouge",
-    "meteor",
-    "exact_match",
-    "qa_f1",
-    "perplexity",
-    "diversity",
-    "consistency",
-    "efficiency",
-)
-
-
 class EvalConfig(Section):
     split: Literal["train", "validation", "test"] = Field(
         default="test", description="Split to evaluate."
     )
-    metrics: list[Literal[METRIC_NAMES]] | None = Field(  # type: ignore[valid-type]
+    metrics: list[MetricName] | None = Field(
         default=None, description="Metrics to compute; default chosen by task and format."
     )
     batch_size: PositiveInt = Field(default=16, description="Evaluation batch size.")

@@ -1,5 +1,5 @@
-"""Evaluation: metrics (one module per family), the ``tunelab eval`` runner, validation during
-training and the prompting-vs-fine-tuning comparison.
+"""Evaluation: the metric registry (``registry``), metrics (one module per family), the
+``tunelab eval`` runner, validation during training and the prompting-vs-fine-tuning comparison.
 
 The entry points load on first use, so light submodules (``wordnet_setup``) import without
 torch.

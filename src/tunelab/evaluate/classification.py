@@ -6,11 +6,14 @@ The accumulator keeps one predicted class, one label and one probability row per
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from tunelab.evaluate.registry import ScoringContext
 
 
 class ClassificationAccumulator:
@@ -28,12 +31,9 @@ class ClassificationAccumulator:
 
     def update(self, logits_or_probs: torch.Tensor | np.ndarray, labels: Any) -> np.ndarray:
         """Add a batch; returns its ``[batch, num_labels]`` probabilities (float32)."""
-        scores = torch.as_tensor(logits_or_probs).detach().float().cpu()
-        if scores.shape[-1] != self.num_labels:
-            raise ValueError(f"expected {self.num_labels} scores per row, got {scores.shape[-1]}")
-        if not _is_distribution(scores):
-            scores = scores.softmax(-1)
-        probs = scores.numpy().astype(np.float32)
+        probs = probabilities(logits_or_probs)
+        if probs.shape[-1] != self.num_labels:
+            raise ValueError(f"expected {self.num_labels} scores per row, got {probs.shape[-1]}")
         self._probs.append(probs)
         self._labels.append(np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64).reshape(-1))
         return probs
@@ -71,6 +71,23 @@ class ClassificationAccumulator:
             "labels": self.label_names,
             "per_class": per_class(y, pred, self.label_names),
         }
+
+
+class ClassificationScorer(ClassificationAccumulator):
+    """The registry's scorer of accuracy, f1, auc and confusion_matrix (one for all four)."""
+
+    def __init__(self, ctx: ScoringContext) -> None:
+        names = ctx.label_names or []
+        super().__init__(len(names), names)
+
+
+def probabilities(logits_or_probs: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``[batch, num_labels]`` float32 probabilities: rows that already are distributions
+    (non-negative, summing to 1) as they are, anything else soft-maxed."""
+    scores = torch.as_tensor(logits_or_probs).detach().float().cpu()
+    if not _is_distribution(scores):
+        scores = scores.softmax(-1)
+    return scores.numpy().astype(np.float32)
 
 
 def per_class(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, dict[str, Any]]:

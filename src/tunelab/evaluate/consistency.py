@@ -21,9 +21,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import TunelabError
 from tunelab.evaluate.language import CJK_RANGES
+
+if TYPE_CHECKING:
+    from tunelab.evaluate.registry import ScoringContext
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITALISED = re.compile(r"(?<![\w])([A-Z][\w'-]*)")
@@ -114,3 +118,43 @@ class NliScorer:
         with torch.no_grad():
             probs = self.model(**enc).logits.float().softmax(-1)
         return probs[:, self.entail_index].tolist()
+
+
+def source_text(example: dict[str, Any]) -> str:
+    """What an output should be consistent with: the context, else the non-assistant turns."""
+    if example.get("context"):
+        return example["context"]
+    messages = example.get("messages") or []
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=0)
+    return "\n".join(m["content"] for m in messages[:last] if m["role"] != "assistant")
+
+
+class ConsistencyScorer:
+    """The registry's consistency scorer: fact overlap, and NLI when ``eval.nli_model`` is set."""
+
+    def __init__(self, ctx: ScoringContext) -> None:
+        self.facts = ConsistencyAccumulator()
+        path = ctx.cfg.eval.nli_model
+        self.nli = NliScorer(path, ctx.device) if path else None
+        self.nli_total = 0.0
+
+    def update(
+        self, outputs: Sequence[str], examples: Sequence[dict[str, Any]]
+    ) -> list[dict[str, float | None]]:
+        """Each output's ``consistency`` (and ``consistency_nli``) against its source."""
+        sources = [source_text(ex) for ex in examples]
+        rows: list[dict[str, float | None]] = [
+            {"consistency": s} for s in self.facts.update(outputs, sources)
+        ]
+        if self.nli is not None:
+            scores = self.nli.score(outputs, sources)
+            self.nli_total += sum(scores)
+            for row, score in zip(rows, scores, strict=True):
+                row["consistency_nli"] = score
+        return rows
+
+    def compute(self) -> dict[str, float | int | None]:
+        out = self.facts.compute()
+        if self.nli is not None:
+            out["consistency_nli"] = self.nli_total / max(self.facts.count, 1)
+        return out

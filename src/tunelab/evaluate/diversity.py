@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunelab.evaluate.language import Language, tokenize
+
+if TYPE_CHECKING:
+    from tunelab.evaluate.registry import ScoringContext
 
 
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -69,3 +73,16 @@ class DiversityAccumulator:
         }
         out["self_bleu"] = self_bleu(self._sample, self.language)
         return out
+
+
+class DiversityScorer:
+    """The registry's diversity scorer (``train.seed`` seeds the self-BLEU sample)."""
+
+    def __init__(self, ctx: ScoringContext) -> None:
+        self.acc = DiversityAccumulator(ctx.language or "en", seed=ctx.cfg.train.seed)
+
+    def update(self, outputs: Sequence[str], examples: Sequence[dict[str, Any]]) -> None:
+        self.acc.update(outputs)
+
+    def compute(self) -> dict[str, float | None]:
+        return self.acc.compute()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
+
+if TYPE_CHECKING:
+    from tunelab.evaluate.registry import ScoringContext
 
 
 class LatencyMeter:
@@ -78,3 +81,17 @@ def efficiency_metrics(
     out["train_wall_time_s"] = summary.get("wall_time_s")
     out["train_tokens_per_s"] = summary.get("tokens_per_s")
     return out
+
+
+class EfficiencyScorer:
+    """The registry's efficiency "scorer": everything is read at the end of the evaluation."""
+
+    def __init__(self, ctx: ScoringContext) -> None:
+        self.ctx = ctx
+
+    def compute(self) -> dict[str, Any]:
+        from tunelab.paths import resolve_path
+
+        ctx = self.ctx
+        base_dir = resolve_path(ctx.cfg.model.name_or_path)
+        return efficiency_metrics(ctx.latency, ctx.model, base_dir, ctx.run_dir)

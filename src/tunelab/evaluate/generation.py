@@ -7,12 +7,17 @@ sacrebleu's ``zh`` tokenizer and ROUGE/METEOR tokenise CJK text character by cha
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunelab.evaluate.language import Language, RougeTokenizer, tokenize
 
+if TYPE_CHECKING:
+    from tunelab.evaluate.registry import ScoringContext
+
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+TEXT_METRICS = frozenset({"bleu", "rouge", "meteor"})
 
 
 def _bleu_metric(language: Language):
@@ -120,3 +125,18 @@ class GenerationAccumulator:
             stats = [int(x) for x in self._bleu_stats]
             out["bleu"] = float(self._bleu._compute_score_from_stats(stats).score)
         return out
+
+
+class TextScorer:
+    """The registry's scorer of bleu, rouge and meteor (those chosen) against the references."""
+
+    def __init__(self, ctx: ScoringContext) -> None:
+        self.acc = GenerationAccumulator(set(ctx.metrics & TEXT_METRICS), ctx.language or "en")
+
+    def update(
+        self, outputs: Sequence[str], examples: Sequence[dict[str, Any]]
+    ) -> list[dict[str, float]]:
+        return self.acc.update(outputs, [ex["reference"] for ex in examples])
+
+    def compute(self) -> dict[str, float]:
+        return self.acc.compute()

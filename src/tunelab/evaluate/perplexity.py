@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from tunelab.train.loss import EVAL_CHUNK_SIZE, lm_loss
+
+if TYPE_CHECKING:
+    from tunelab.evaluate.registry import ScoringContext
 
 
 class PerplexityAccumulator:
@@ -33,6 +37,27 @@ class PerplexityAccumulator:
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
 
 
+class PerplexityScorer:
+    """Teacher-forced NLL of each collated batch (with ``labels``), accumulated."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.acc = PerplexityAccumulator()
+
+    def update(self, batch: Mapping[str, torch.Tensor]) -> None:
+        """Add the NLL and loss tokens of a batch (on the model's device)."""
+        nll, tokens = lm_loss(self.model, batch, EVAL_CHUNK_SIZE)
+        self.acc.update(float(nll), tokens)
+
+    def compute(self) -> dict[str, float]:
+        return self.acc.compute()
+
+
+def perplexity_scorer(ctx: ScoringContext) -> PerplexityScorer:
+    """The registry's perplexity scorer."""
+    return PerplexityScorer(ctx.model)
+
+
 @torch.no_grad()
 def perplexity(
     model: nn.Module,
@@ -40,9 +65,7 @@ def perplexity(
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Teacher-forced perplexity over batches with ``labels`` (-100 = no loss), one at a time."""
-    acc = PerplexityAccumulator()
+    scorer = PerplexityScorer(model)
     for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        nll, tokens = lm_loss(model, batch, EVAL_CHUNK_SIZE)
-        acc.update(float(nll), tokens)
-    return acc.compute()
+        scorer.update({k: v.to(device) for k, v in batch.items()})
+    return scorer.compute()

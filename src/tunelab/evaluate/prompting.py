@@ -27,13 +27,8 @@ from tunelab.config import RunConfig
 from tunelab.errors import TunelabError
 from tunelab.evaluate.classification import ClassificationAccumulator
 from tunelab.evaluate.efficiency import LatencyMeter, dir_size_mb, read_train_summary
-from tunelab.evaluate.runner import (
-    GENERATION_METRICS,
-    QA_METRICS,
-    check_metrics,
-    limited_rows,
-    score_generations,
-)
+from tunelab.evaluate.rows import limited_rows
+from tunelab.evaluate.scoring import check_metrics, score_generations
 from tunelab.io import atomic_write_json
 
 RESULT_FILE = "prompting_comparison.json"
@@ -113,9 +108,8 @@ def prompting_row(
         stored = read_rendering(cfg.run_dir / "model")
         rendering = stored or Rendering.from_config(cfg.data, tokenizer)
         prompts = [few_shot_prompt(rendering, tokenizer, shots, ex) for ex in examples]
-        wanted = check_metrics(cfg) & (GENERATION_METRICS | QA_METRICS)
         metrics = score_generations(
-            model, tokenizer, prompts, examples, wanted, cfg, latency,
+            model, tokenizer, prompts, examples, check_metrics(cfg), cfg, latency,
             add_special_tokens=rendering.renderer(tokenizer).add_special_tokens,
         )  # fmt: skip
     timing = latency.compute()

@@ -9,8 +9,13 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from tunelab.evaluate.language import CJK_CHAR, TOKEN
+
+if TYPE_CHECKING:
+    from tunelab.evaluate.registry import ScoringContext
 
 _PUNCT = set(string.punctuation) | set("，。！？；：、“”‘’（）《》【】—…·")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -66,3 +71,18 @@ class QAAccumulator:
     def compute(self) -> dict[str, float]:
         n = max(self.count, 1)
         return {"exact_match": self.em / n, "qa_f1": self.f1 / n}
+
+
+class QAScorer:
+    """The registry's scorer of exact_match and qa_f1 against the references."""
+
+    def __init__(self, ctx: ScoringContext) -> None:
+        self.acc = QAAccumulator()
+
+    def update(
+        self, outputs: Sequence[str], examples: Sequence[dict[str, Any]]
+    ) -> list[dict[str, float]]:
+        return self.acc.update(list(outputs), [ex["reference"] for ex in examples])
+
+    def compute(self) -> dict[str, float]:
+        return self.acc.compute()

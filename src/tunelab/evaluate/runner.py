@@ -6,9 +6,7 @@ stays bounded however large the split is. Results: ``eval_results.json`` (atomic
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -24,28 +22,22 @@ from torch import nn
 from tunelab.config import RunConfig, load_config
 from tunelab.data.rendering import Rendering, render_prompt, with_stored_rendering
 from tunelab.errors import TunelabError
-from tunelab.evaluate.classification import ClassificationAccumulator, class_tables
-from tunelab.evaluate.consistency import ConsistencyAccumulator, NliScorer
-from tunelab.evaluate.diversity import DiversityAccumulator
-from tunelab.evaluate.efficiency import LatencyMeter, efficiency_metrics
-from tunelab.evaluate.generation import GenerationAccumulator
-from tunelab.evaluate.language import Language, resolve_language
-from tunelab.evaluate.perplexity import perplexity
-from tunelab.evaluate.qa import QAAccumulator
+from tunelab.evaluate.classification import class_tables, probabilities
+from tunelab.evaluate.efficiency import LatencyMeter
+from tunelab.evaluate.registry import METRICS, ScoringContext
+from tunelab.evaluate.rows import limited_rows, tensor_batches
 from tunelab.evaluate.scored import results_dir, scored_model
-from tunelab.io import atomic_write_json
-from tunelab.metric_catalog import (
-    GENERATION_METRICS,
-    QA_METRICS,
-    allowed_eval_metrics,
-    eval_metrics_problem,
+from tunelab.evaluate.scoring import (
+    build_scorers,
+    check_metrics,
+    kept,
+    score_generations,
+    write_line,
 )
-from tunelab.train.collate import PadCollator
+from tunelab.io import atomic_write_json
 
 if TYPE_CHECKING:
     from tunelab.data import PreparedData
-
-_TENSOR_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
 def evaluate(
@@ -123,28 +115,19 @@ def evaluate_model(
         raise TunelabError(f"no {split!r} split; the data has: {', '.join(prepared.splits)}")
     metrics = check_metrics(cfg)
     dataset, examples = limited_rows(prepared, split, cfg.eval.max_samples)
-    device = next(model.parameters()).device
+    ctx = scoring_context(cfg, model, prepared, metrics, out if fine_tuned else None)
     was_training = model.training
     model.eval()
-    latency = LatencyMeter()
     started = time.perf_counter()
     with prediction_writer(out / "predictions.jsonl") as writer:
         if cfg.task == "classification":
-            results = run_classification(
-                model, tokenizer, dataset, examples, prepared, cfg, writer, latency, device
-            )
+            results = run_classification(ctx, tokenizer, dataset, examples, writer)
         else:
-            results = run_causal_lm(
-                model, tokenizer, dataset, examples, metrics, cfg, writer, latency, device
-            )
+            results = run_causal_lm(ctx, tokenizer, dataset, examples, writer)
     model.train(was_training)
-    if "efficiency" in metrics:
-        from tunelab.paths import resolve_path
-
-        base_dir = resolve_path(cfg.model.name_or_path)
-        run_dir = out if fine_tuned else None
-        results.update(efficiency_metrics(latency, model, base_dir, run_dir))
-    results = {k: v for k, v in results.items() if _wanted(k, metrics)}
+    for scorer in build_scorers(ctx, "run"):
+        results.update(scorer.compute())
+    results = kept(results, metrics)
     record = {
         "split": split,
         "task": cfg.task,
@@ -158,87 +141,21 @@ def evaluate_model(
     return results
 
 
-def check_metrics(cfg: RunConfig) -> set[str]:
-    """The metrics to compute: ``eval.metrics`` (checked against the task) or the defaults."""
-    if cfg.eval.metrics is None:
-        chosen = set(allowed_eval_metrics(cfg.task, cfg.data.format))
-        if "meteor" in chosen and not _wordnet_ready():
-            chosen.discard("meteor")
-        return chosen
-    problem = eval_metrics_problem(cfg.task, cfg.data.format, cfg.eval.metrics)
-    if problem:
-        raise TunelabError(problem)
-    chosen = set(cfg.eval.metrics)
-    if "meteor" in chosen:
-        from tunelab.evaluate.wordnet_setup import require_wordnet
-
-        require_wordnet()
-    return chosen
-
-
-def _wordnet_ready() -> bool:
-    from tunelab.evaluate.wordnet_setup import SETUP_COMMAND, wordnet_available
-
-    if wordnet_available():
-        return True
-    Console(stderr=True).print(
-        f"[yellow]meteor skipped: WordNet is not installed (run `{SETUP_COMMAND}`)[/]"
+def scoring_context(
+    cfg: RunConfig,
+    model: nn.Module,
+    prepared: PreparedData,
+    metrics: set[str],
+    run_dir: Path | None,
+) -> ScoringContext:
+    """What the scorers of this evaluation get (``run_dir`` None: the untrained base model)."""
+    names = prepared.label_names
+    if cfg.task == "classification" and not names:
+        names = [str(i) for i in range(model.config.num_labels)]
+    device = str(next(model.parameters()).device)
+    return ScoringContext(
+        cfg, frozenset(metrics), model, device, LatencyMeter(), label_names=names, run_dir=run_dir
     )
-    return False
-
-
-# metric family -> result keys it produces
-_KEYS = {
-    "accuracy": ("accuracy",),
-    "f1": ("f1_macro", "f1_macro_labels", "f1_micro", "per_class"),
-    "auc": ("auc", "auc_classes_skipped"),
-    "confusion_matrix": ("confusion_matrix", "labels"),
-    "perplexity": ("loss", "perplexity"),
-    "bleu": ("bleu",),
-    "rouge": ("rouge1", "rouge2", "rougeL"),
-    "meteor": ("meteor",),
-    "exact_match": ("exact_match",),
-    "qa_f1": ("qa_f1",),
-    "diversity": ("distinct_1", "distinct_2", "self_bleu"),
-    "consistency": ("consistency", "consistency_scored", "consistency_nli"),
-}
-
-
-def _wanted(key: str, metrics: set[str]) -> bool:
-    if key == "language":
-        return True
-    for family, keys in _KEYS.items():
-        if key in keys:
-            return family in metrics
-    return "efficiency" in metrics
-
-
-def limited_rows(
-    prepared: PreparedData, split: str, max_samples: int | None
-) -> tuple[Any, list[dict[str, Any]]]:
-    """The split's tokenised rows and canonical examples; at most ``max_samples`` of them.
-
-    The subset is a seeded random sample (kept in split order), not the first rows, so it
-    stays representative when a split is ordered by label.
-    """
-    dataset, examples = prepared.splits[split], prepared.examples[split]
-    if max_samples is not None and max_samples < len(examples):
-        chosen = sorted(random.Random(0).sample(range(len(examples)), max_samples))
-        dataset, examples = dataset.select(chosen), [examples[i] for i in chosen]
-    return dataset, examples
-
-
-def tensor_batches(dataset: Any, batch_size: int, pad_token_id: int) -> Iterator[dict]:
-    """Padded tensor batches of the tokenised rows, in order."""
-    collate = PadCollator(pad_token_id)
-    columns = [c for c in _TENSOR_COLUMNS if c in dataset.column_names]
-    for start in range(0, len(dataset), batch_size):
-        chunk = dataset[start : start + batch_size]
-        rows = [
-            dict(zip(columns, values, strict=True))
-            for values in zip(*(chunk[c] for c in columns), strict=True)
-        ]
-        yield collate(rows)
 
 
 @contextmanager
@@ -255,35 +172,29 @@ def prediction_writer(path: Path) -> Iterator[TextIO]:
         raise
 
 
-def _write(fh: TextIO, record: dict[str, Any]) -> None:
-    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
 @torch.no_grad()
 def run_classification(
-    model: nn.Module,
+    ctx: ScoringContext,
     tokenizer: Any,
     dataset: Any,
     examples: list[dict[str, Any]],
-    prepared: PreparedData,
-    cfg: RunConfig,
     writer: TextIO,
-    latency: LatencyMeter,
-    device: torch.device,
 ) -> dict[str, Any]:
-    """Batched forward passes; accuracy, F1, AUC and confusion matrix accumulated per batch."""
-    names = prepared.label_names or [str(i) for i in range(model.config.num_labels)]
-    acc = ClassificationAccumulator(len(names), names)
+    """Batched forward passes; the classify-stage metrics accumulated per batch."""
+    names, device = ctx.label_names or [], torch.device(ctx.device)
+    scorers = build_scorers(ctx, "classify")
     index = 0
-    for batch in tensor_batches(dataset, cfg.eval.batch_size, tokenizer.pad_token_id):
+    for batch in tensor_batches(dataset, ctx.cfg.eval.batch_size, tokenizer.pad_token_id):
         labels = batch.pop("labels")
         start = time.perf_counter()
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        latency.add(time.perf_counter() - start, len(labels))
-        probs = acc.update(logits, labels)
+        logits = ctx.model(**{k: v.to(device) for k, v in batch.items()}).logits
+        ctx.latency.add(time.perf_counter() - start, len(labels))
+        probs = probabilities(logits)
+        for scorer in scorers:
+            scorer.update(probs, labels)
         for row in probs:
             example = examples[index]
-            _write(
+            write_line(
                 writer,
                 {
                     "index": index,
@@ -297,33 +208,32 @@ def run_classification(
                 },
             )
             index += 1
-    return acc.compute()
+    results: dict[str, Any] = {}
+    for scorer in scorers:
+        results.update(scorer.compute())
+    return results
 
 
 def run_causal_lm(
-    model: nn.Module,
+    ctx: ScoringContext,
     tokenizer: Any,
     dataset: Any,
     examples: list[dict[str, Any]],
-    metrics: set[str],
-    cfg: RunConfig,
     writer: TextIO,
-    latency: LatencyMeter,
-    device: torch.device,
 ) -> dict[str, Any]:
-    """Teacher-forced perplexity, then batched generation scored against the references."""
-    results: dict[str, Any] = {}
-    if "perplexity" in metrics:
-        results.update(split_perplexity(model, dataset, cfg.eval.batch_size, tokenizer, device))
-    if not metrics & (GENERATION_METRICS | QA_METRICS):
+    """Teacher-forced metrics (perplexity), then batched generation scored against the
+    references (only when a generation metric is chosen)."""
+    cfg, model = ctx.cfg, ctx.model
+    results = teacher_forced(ctx, dataset, tokenizer.pad_token_id)
+    if not any(METRICS[m].stage == "generate" for m in ctx.metrics):
         for index, example in enumerate(examples):
-            _write(writer, {"index": index, "text": example.get("text")})
+            write_line(writer, {"index": index, "text": example.get("text")})
         return results
     rendering = Rendering.from_config(cfg.data, tokenizer)
     prompts = [render_prompt(rendering, tokenizer, ex["messages"]) for ex in examples]
     results.update(
         score_generations(
-            model, tokenizer, prompts, examples, metrics, cfg, latency,
+            model, tokenizer, prompts, examples, set(ctx.metrics), cfg, ctx.latency,
             add_special_tokens=rendering.renderer(tokenizer).add_special_tokens, writer=writer,
         )
     )  # fmt: skip
@@ -331,157 +241,19 @@ def run_causal_lm(
 
 
 @torch.no_grad()
-def split_perplexity(
-    model: nn.Module, dataset: Any, batch_size: int, tokenizer: Any, device: torch.device
-) -> dict[str, float]:
-    """exp(sum of token NLL / loss tokens) over the split's tokenised rows."""
-    return perplexity(model, tensor_batches(dataset, batch_size, tokenizer.pad_token_id), device)
-
-
-def source_text(example: dict[str, Any]) -> str:
-    """What an output should be consistent with: the context, else the non-assistant turns."""
-    if example.get("context"):
-        return example["context"]
-    messages = example.get("messages") or []
-    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=0)
-    return "\n".join(m["content"] for m in messages[:last] if m["role"] != "assistant")
-
-
-class GenerationScores:
-    """Every generation metric in ``metrics``, accumulated batch by batch."""
-
-    def __init__(self, metrics: set[str], language: Language, cfg: RunConfig, device: str) -> None:
-        self.metrics = metrics
-        self.language = language
-        self.text = GenerationAccumulator(metrics & {"bleu", "rouge", "meteor"}, language)
-        self.diversity = DiversityAccumulator(language, seed=cfg.train.seed)
-        self.consistency = ConsistencyAccumulator()
-        self.qa = QAAccumulator()
-        use_nli = cfg.eval.nli_model and "consistency" in metrics
-        self.nli = NliScorer(cfg.eval.nli_model, device) if use_nli else None
-        self.nli_total = 0.0
-
-    def update(
-        self, outputs: list[str], examples: Sequence[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Score a batch; returns each example's scores for ``predictions.jsonl``."""
-        references = [ex["reference"] for ex in examples]
-        sources = [source_text(ex) for ex in examples]
-        rows: list[dict[str, Any]] = [{} for _ in outputs]
-        if self.text.metrics:
-            _merge(rows, self.text.update(outputs, references))
-        if self.metrics & QA_METRICS:
-            _merge(rows, self.qa.update(outputs, references))
-        if "diversity" in self.metrics:
-            self.diversity.update(outputs)
-        if "consistency" in self.metrics:
-            scores = self.consistency.update(outputs, sources)
-            _merge(rows, [{"consistency": s} for s in scores])
-        if self.nli is not None:
-            scores = self.nli.score(outputs, sources)
-            self.nli_total += sum(scores)
-            _merge(rows, [{"consistency_nli": s} for s in scores])
-        return rows
-
-    def compute(self) -> dict[str, Any]:
-        results: dict[str, Any] = {"language": self.language, **self.text.compute()}
-        if self.metrics & QA_METRICS:
-            results.update(self.qa.compute())
-        if "diversity" in self.metrics:
-            results.update(self.diversity.compute())
-        if "consistency" in self.metrics:
-            results.update(self.consistency.compute())
-        if self.nli is not None:
-            results["consistency_nli"] = self.nli_total / max(self.consistency.count, 1)
-        return results
-
-
-def _merge(rows: list[dict[str, Any]], scores: Sequence[dict[str, Any]]) -> None:
-    for row, extra in zip(rows, scores, strict=True):
-        row.update(extra)
-
-
-def score_generations(
-    model: nn.Module,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    examples: Sequence[dict[str, Any]],
-    metrics: set[str],
-    cfg: RunConfig,
-    latency: LatencyMeter,
-    add_special_tokens: bool,
-    writer: TextIO | None = None,
-) -> dict[str, Any]:
-    """Generate for ``prompts`` batch by batch and score against ``examples``' references."""
-    device = next(model.parameters()).device
-    language = resolve_language(cfg.eval.language, (ex["reference"] for ex in examples[:1000]))
-    scores = GenerationScores(metrics, language, cfg, str(device))
-    if cfg.eval.generation.do_sample:
-        torch.manual_seed(cfg.train.seed)  # reproducible sampling
-    size = cfg.eval.batch_size
-    for start in range(0, len(prompts), size):
-        batch, batch_prompts = examples[start : start + size], prompts[start : start + size]
-        t0 = time.perf_counter()
-        outputs, n_tokens = generate(model, tokenizer, batch_prompts, cfg, add_special_tokens)
-        latency.add(time.perf_counter() - t0, len(batch), n_tokens)
-        rows = scores.update(outputs, batch)
-        for i, (ex, out, row) in enumerate(zip(batch, outputs, rows, strict=True)):
-            if writer is not None:
-                record = {"index": start + i, "prompt": batch_prompts[i]}
-                _write(writer, {**record, "reference": ex["reference"], "prediction": out, **row})
-    return scores.compute()
-
-
-@torch.no_grad()
-def generate(
-    model: nn.Module,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    cfg: RunConfig,
-    add_special_tokens: bool,
-) -> tuple[list[str], int]:
-    """Left-padded batched generation; returns the decoded new text and the new-token count."""
-    from tunelab.inference import stop_token_ids
-
-    g = cfg.eval.generation
-    with _sides(tokenizer, padding="left", truncation="left"):
-        enc = tokenizer(
-            list(prompts),
-            padding=True,
-            truncation=True,
-            max_length=cfg.data.max_length,
-            return_tensors="pt",
-            add_special_tokens=add_special_tokens,
-        ).to(next(model.parameters()).device)
-    stops = stop_token_ids(tokenizer)
-    sampling = {"temperature": g.temperature, "top_p": g.top_p} if g.do_sample else {}
-    out = model.generate(
-        input_ids=enc["input_ids"],
-        attention_mask=enc["attention_mask"],
-        max_new_tokens=g.max_new_tokens,
-        do_sample=g.do_sample,
-        repetition_penalty=g.repetition_penalty,
-        eos_token_id=stops,
-        pad_token_id=tokenizer.pad_token_id,
-        **sampling,
-    )
-    new = out[:, enc["input_ids"].shape[1] :].tolist()
-    texts, count = [], 0
-    for row in new:
-        cut = next((i for i, t in enumerate(row) if t in stops), len(row))
-        count += min(cut + 1, len(row))
-        texts.append(tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-    return texts, count
-
-
-@contextmanager
-def _sides(tokenizer: Any, padding: str, truncation: str) -> Iterator[None]:
-    old = tokenizer.padding_side, tokenizer.truncation_side
-    tokenizer.padding_side, tokenizer.truncation_side = padding, truncation
-    try:
-        yield
-    finally:
-        tokenizer.padding_side, tokenizer.truncation_side = old
+def teacher_forced(ctx: ScoringContext, dataset: Any, pad_token_id: int) -> dict[str, Any]:
+    """The teacher-forced metrics over the split's tokenised rows, one batch at a time."""
+    scorers = build_scorers(ctx, "teacher_forced")
+    if scorers:
+        device = torch.device(ctx.device)
+        for batch in tensor_batches(dataset, ctx.cfg.eval.batch_size, pad_token_id):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            for scorer in scorers:
+                scorer.update(batch)
+    results: dict[str, Any] = {}
+    for scorer in scorers:
+        results.update(scorer.compute())
+    return results
 
 
 def print_results(console: Console, record: dict[str, Any]) -> None:
