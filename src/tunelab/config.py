@@ -449,10 +449,11 @@ class TrainConfig(Section):
     group_by_length: bool = Field(
         default=True, description="Batch examples of similar length to reduce padding."
     )
-    loss_chunk_size: PositiveInt | None = Field(
-        default=None,
-        description="Compute the causal-LM loss over this many positions at a time "
-        "(never materialise the full fp32 logits).",
+    loss_chunk_size: int | None = Field(
+        default=1024,
+        ge=0,
+        description="Causal LM: the loss over this many positions at a time, never the full "
+        "fp32 logits (same values; 0 or null: off, the full-logits loss).",
     )
     compile: bool = Field(default=False, description="torch.compile the model (falls back).")
     fast_dropout: bool = Field(

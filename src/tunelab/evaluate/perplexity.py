@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
-from tunelab.train.loss import causal_lm_loss
+from tunelab.train.loss import EVAL_CHUNK_SIZE, lm_loss
 
 
 class PerplexityAccumulator:
@@ -42,6 +42,7 @@ def perplexity(
     """Teacher-forced perplexity over batches with ``labels`` (-100 = no loss), one at a time."""
     acc = PerplexityAccumulator()
     for batch in batches:
-        nll, tokens = causal_lm_loss(model, {k: v.to(device) for k, v in batch.items()})
+        batch = {k: v.to(device) for k, v in batch.items()}
+        nll, tokens = lm_loss(model, batch, EVAL_CHUNK_SIZE)
         acc.update(float(nll), tokens)
     return acc.compute()

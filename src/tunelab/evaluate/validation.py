@@ -14,7 +14,7 @@ from torch import nn
 from tunelab.config import Task
 from tunelab.evaluate.classification import ClassificationAccumulator
 from tunelab.evaluate.perplexity import PerplexityAccumulator
-from tunelab.train.loss import causal_lm_loss
+from tunelab.train.loss import EVAL_CHUNK_SIZE, lm_loss
 
 _CLASSIFIER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -44,7 +44,7 @@ def validation_metrics(
             acc = acc or ClassificationAccumulator(logits.shape[-1])
             acc.update(logits, labels)
         else:
-            nll, tokens = causal_lm_loss(model, batch)
+            nll, tokens = lm_loss(model, batch, EVAL_CHUNK_SIZE)
             ppl.update(float(nll), tokens)
     model.train(was_training)
     if task == "causal_lm":

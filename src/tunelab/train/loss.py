@@ -9,6 +9,8 @@ loss token weighs the same however the tokens fall into micro-batches.
   and applies the LM head + cross-entropy ``chunk_size`` positions at a time, each chunk under
   ``torch.utils.checkpoint`` so backward recomputes one chunk's logits at a time.
 - :func:`lm_loss`: picks the chunked loss when ``chunk_size`` is set and the model supports it.
+  Training uses ``train.loss_chunk_size`` (default 1024; 0 or null: the standard loss);
+  validation and perplexity always use :data:`EVAL_CHUNK_SIZE` (same values, less memory).
 
 Labels follow the Transformers convention: ``labels[:, t]`` is predicted at position ``t-1``;
 -100 marks positions without a loss.
@@ -24,6 +26,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 IGNORE_INDEX = -100
+EVAL_CHUNK_SIZE = 1024  # loss positions per LM-head chunk in validation and perplexity
 _MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "token_type_ids")
 
 
@@ -67,11 +70,14 @@ def chunked_causal_lm_loss(
     hidden = hidden[:, :-1][keep]  # [n_loss_tokens, hidden]
     targets = targets[keep]
     total = hidden[:0].float().sum()  # 0, still attached to the graph when nothing is kept
+    grad = torch.is_grad_enabled()
     for start in range(0, targets.numel(), chunk_size):
         part = slice(start, start + chunk_size)
-        total = total + checkpoint(
-            _chunk_loss, head, hidden[part], targets[part], use_reentrant=False
-        )
+        if grad:
+            loss = checkpoint(_chunk_loss, head, hidden[part], targets[part], use_reentrant=False)
+        else:  # evaluation: nothing to recompute
+            loss = _chunk_loss(head, hidden[part], targets[part])
+        total = total + loss
     return total, int(targets.numel())
 
 
@@ -89,13 +95,13 @@ def supports_chunked_loss(model: nn.Module) -> bool:
 
     Not for PEFT prompt/prefix tuning (virtual tokens are injected by the PEFT wrapper's
     forward), for models that post-process logits (soft-capping, logit scale), or for models
-    wrapped in DistributedDataParallel or a DeepSpeed engine or sharded with FSDP (calling the
-    inner decoder would skip the wrapper's gradient synchronisation or the parameter
-    gathering); those use :func:`causal_lm_loss`.
+    wrapped in DistributedDataParallel or a DeepSpeed engine or sharded with FSDP or ZeRO-3
+    (calling the inner decoder would skip the wrapper's gradient synchronisation or the
+    parameter gathering); those use :func:`causal_lm_loss`.
     """
-    from tunelab.train.sharding import is_sharded
+    from tunelab.train.sharding import forward_needs_all
 
-    if isinstance(model, nn.parallel.DistributedDataParallel) or is_sharded(model):
+    if isinstance(model, nn.parallel.DistributedDataParallel) or forward_needs_all(model):
         return False
     if type(model).__name__ in ("FullyShardedDataParallel", "DeepSpeedEngine"):
         return False
