@@ -5,8 +5,7 @@ The entry points load on first use, so ``tunelab.data.commands`` imports light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tunelab.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     "PreparedData": "tunelab.data.pipeline",
@@ -18,8 +17,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
