@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import resource
 import sys
 import time
@@ -46,6 +47,16 @@ def peak_memory_mb() -> float:
         return torch.cuda.max_memory_allocated() / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def memory_limit_mb() -> float | None:
+    """What the peak counts against: the CUDA device's memory, else the machine's RAM."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory / 2**20
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def truncate_metrics(run_dir: Path, after_step: int) -> None:
@@ -216,9 +227,26 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: Path) -> N
             "best " + summary["best_metric_name"],
             f"{best:.4f} at step {summary['best_step']}" if best is not None else "n/a",
         ),
+        *adjustment_rows(summary),
         ("final artifact", str(Path(run_dir) / "model")),
         ("run directory", str(run_dir)),
     ]
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+
+
+def adjustment_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Summary rows for what the loop changed while training (none when nothing was)."""
+    rows = []
+    if summary.get("oom_adjustments"):
+        first = summary["oom_adjustments"][0]["step"]
+        rows.append((
+            "out of memory",
+            f"from step {first}: micro-batch {summary['micro_batch_size']} x accumulation "
+            f"{summary['gradient_accumulation_steps']}",
+        ))  # fmt: skip
+    if summary.get("rollbacks"):
+        steps = ", ".join(str(r["step"]) for r in summary["rollbacks"])
+        rows.append(("rollbacks", f"at steps {steps}; LR x{summary['lr_scale']:g}"))
+    return rows

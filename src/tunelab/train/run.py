@@ -35,6 +35,7 @@ from tunelab.train.fast_dropout import use_fast_dropout
 from tunelab.train.loop import Loop, LoopState, TrainData, fit, total_steps_for
 from tunelab.train.monitor import Monitor, check_trackers, truncate_metrics
 from tunelab.train.objective import loss_fn_for
+from tunelab.train.oom import InjectedOom
 from tunelab.train.optim import build_optimizer
 from tunelab.train.precision import compile_model, precision_warning
 from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
@@ -169,19 +170,24 @@ def build_loop(
         batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
         loader = validation_loader(splits["validation"], PadCollator(pad_token_id), batch_size)
         validator = make_validator(loader, cfg.task, accelerator.device)
+    loss_fn = loss_fn_for(cfg.task, cfg.train.loss_chunk_size)
+    injected_oom = InjectedOom.from_env()  # the out-of-memory test hook
+    if injected_oom is not None:
+        loss_fn = injected_oom.wrap(loss_fn)
     return Loop(
         backend=backend,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
         data=data,
-        loss_fn=loss_fn_for(cfg.task, cfg.train.loss_chunk_size),
+        loss_fn=loss_fn,
         task=cfg.task,
         cfg=cfg.train,
         run_dir=cfg.run_dir,
         total_steps=total_steps,
         checkpoint_info=checkpoint_info(cfg, accelerator.num_processes),
         validate=validator,
+        injected_oom=injected_oom,
     )
 
 
