@@ -22,6 +22,10 @@ def train(
     ] = None,
 ) -> None:
     """Train a model as the config describes."""
+    from tunelab.doctor import diagnose, print_findings
     from tunelab.train.run import train as run_training
 
-    run_training(load_run_config(config, overrides), resume=resume, console=console)
+    result = run_training(load_run_config(config, overrides), resume=resume, console=console)
+    findings = diagnose(result.run_dir) if result.summary else []
+    if findings:  # the doctor's findings, when it has any
+        print_findings(findings, console, str(result.run_dir))

@@ -16,6 +16,7 @@ from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.loop import Loop, LoopState
 from tunelab.train.monitor import memory_limit_mb, peak_memory_mb, print_summary
 from tunelab.train.precision import recommend
+from tunelab.train.sampler import padding_fraction
 
 
 def run_summary(
@@ -51,7 +52,14 @@ def run_summary(
         "precision": cfg.train.precision,
         "config_hash": config_hash(cfg),  # with batches_per_epoch: see run.finished_run
         "batches_per_epoch": loop.data.batches_per_epoch,
+        "padding_fraction": padding_share(loop),
     }
+
+
+def padding_share(loop: Loop) -> float:
+    """Padding share of the token slots of an epoch's batches, as the sampler makes them."""
+    sampler = loop.data.sampler
+    return padding_fraction(sampler.lengths, sampler.global_batches())
 
 
 def adjustments(cfg: RunConfig, state: LoopState) -> dict[str, Any]:
