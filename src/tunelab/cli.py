@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "export": "tunelab.export_commands:export",
     "predict": "tunelab.inference_commands:predict",
     "doctor": "tunelab.doctor.commands:doctor",
+    "tune": "tunelab.tune.commands:tune",
 }
 
 _state = {"debug": False}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,15 @@ class TrainResult:
 
 
 def train(
-    cfg: RunConfig, resume: bool | None = None, console: Console | None = None
+    cfg: RunConfig,
+    resume: bool | None = None,
+    console: Console | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Run the whole training of ``cfg``; ``resume``: True/False forces, None auto-resumes."""
+    """Run the whole training of ``cfg``; ``resume``: True/False forces, None auto-resumes.
+
+    ``on_eval(step, metrics)`` is called after each validation (a search prunes from it).
+    """
     from accelerate.utils import set_seed
 
     from tunelab.data import prepare_data, print_warnings
@@ -100,6 +107,7 @@ def train(
         dump_config(cfg, cfg.run_dir / "config.yaml")
 
     loop = build_loop(cfg, backend, model, tokenizer.pad_token_id, prepared.splits, console)
+    loop.on_eval = on_eval
     state, stopper = LoopState(), EarlyStopping(cfg.train.early_stopping)
     if resume_from is not None:
         state, stopper = restore(loop, resume_from, stopper)
