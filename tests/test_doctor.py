@@ -47,13 +47,17 @@ def by_code(run_dir, code: str) -> Finding:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("doctor-data")
-    return {"many": write_text_data(root / "many.jsonl", n=120), "few": write_text_data(root / "few.jsonl", n=16)}  # fmt: skip
+    return {
+        "many": write_text_data(root / "many.jsonl", n=120),
+        "mid": write_text_data(root / "mid.jsonl", n=80),
+        "few": write_text_data(root / "few.jsonl", n=16),
+    }
 
 
 def test_healthy_run_gets_no_finding(tiny_llama_dir, data, tmp_path):
     precision = recommend("cpu").precision  # the right precision for this machine
-    run = run_lm(tiny_llama_dir, data["many"], tmp_path / "ok",
-                 {"epochs": 1, "lr": 1e-2, "warmup_ratio": 0.2, "eval_every": 4, "precision": precision})  # fmt: skip
+    run = run_lm(tiny_llama_dir, data["mid"], tmp_path / "ok",
+                 {"epochs": 1, "lr": 1e-2, "warmup_ratio": 0.2, "eval_every": 6, "precision": precision})  # fmt: skip
     assert diagnose(run) == []
     result = CliRunner().invoke(app, ["doctor", str(run)])
     assert result.exit_code == 0 and "no problems found" in result.output

@@ -49,14 +49,23 @@ def peak_memory_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
+CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")  # a container's memory limit (cgroup v2)
+
+
 def memory_limit_mb() -> float | None:
-    """What the peak counts against: the CUDA device's memory, else the machine's RAM."""
+    """What the peak counts against: the CUDA device's memory, else the machine's RAM (or
+    the container's limit when that is lower)."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_properties(0).total_memory / 2**20
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+    try:
+        limit = CGROUP_LIMIT.read_text().strip()
+    except OSError:
+        limit = "max"
+    return min(ram, int(limit) if limit.isdigit() else ram) / 2**20
 
 
 def truncate_metrics(run_dir: Path, after_step: int) -> None:
