@@ -35,7 +35,7 @@ def truncation(run: RunRecord) -> Iterator[Finding]:
         f"{cut} of {rows} train rows ({cut / rows:.0%}) are longer than data.max_length {limit} "
         f"(token lengths p50 {lengths.get('p50')}, p90 {lengths.get('p90')}, max {lengths.get('max')})",
         f"{target} (covers 99% of rows), or shorter examples"
-        + (f"; truncation keeps the {side} part (data.truncation_side)" if side else ""),
+        + (f"; rows are cut on the {side} (data.truncation_side)" if side else ""),
     )
 
 

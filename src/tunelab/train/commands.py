@@ -26,6 +26,7 @@ def train(
     from tunelab.train.run import train as run_training
 
     result = run_training(load_run_config(config, overrides), resume=resume, console=console)
-    findings = diagnose(result.run_dir) if result.summary else []
-    if findings:  # the doctor's findings, when it has any
+    trained = result.stop_reason != "already_finished" and result.summary
+    findings = diagnose(result.run_dir) if trained else []
+    if findings:  # the doctor's findings on the run just trained, when it has any
         print_findings(findings, console, str(result.run_dir))
