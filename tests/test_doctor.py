@@ -13,6 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import tunelab
 from train_helpers import LABELS, lm_raw, write_text_data
 from tunelab.cli import app
 from tunelab.config import load_config
@@ -99,12 +100,13 @@ def test_lr_too_low_for_lora(tiny_llama_dir, data, tmp_path):
     assert "train.lr: 0.0001" in low.fix and "lora" in low.title
 
 
-def test_truncation_and_label_imbalance(tiny_bert_dir, tmp_path):
+def test_truncation_label_imbalance_and_duplicates(tiny_bert_dir, tmp_path):
     path = tmp_path / "cls.jsonl"
     with path.open("w") as fh:
         for i, line in enumerate(corpus_lines(60, 3)):
             label = LABELS[0] if i % 10 else LABELS[1]  # 54 : 6
-            fh.write(json.dumps({"text": f"{line} {line}", "label": label}) + "\n")
+            row = json.dumps({"text": f"{line} {line}", "label": label}) + "\n"
+            fh.write(row * 2)  # every row twice: half the file is duplicates
     raw = {
         "model": {"name_or_path": str(tiny_bert_dir)},
         "data": {
@@ -126,6 +128,8 @@ def test_truncation_and_label_imbalance(tiny_bert_dir, tmp_path):
     imbalance = by_code(tmp_path / "cls", "label_imbalance")
     counts = report["labels"]["train"]
     assert f"{max(counts.values())} rows" in imbalance.evidence
+    removed = report["cleaning"]["removed"]["duplicates"]["removed"]
+    assert removed >= 60 and f"{removed} of " in by_code(tmp_path / "cls", "duplicates").evidence
 
 
 def test_out_of_memory_crash_and_adjustment(tiny_llama_dir, data, tmp_path, monkeypatch):
@@ -185,7 +189,7 @@ def test_registry_takes_a_new_check():
 
     register(always, "custom_check")
     try:
-        assert [f.code for f in diagnose(record())] == ["custom"]
+        assert [f.code for f in tunelab.diagnose(record())] == ["custom"]
     finally:
         del CHECKS["custom_check"]
 

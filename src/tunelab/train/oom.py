@@ -148,28 +148,29 @@ def run_step(
         except Exception as exc:
             if not is_oom(exc):
                 raise
-            reset()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            rows = max(b["input_ids"].shape[0] for b in micro)
-            size = -(-rows // state.micro_split)
-            step = state.step + 1
-            reason = give_up_reason(on_oom, world_size, size)
-            if reason is not None:
-                message = f"out of memory at step {step} ({reason}) {oom_options(rows, size)}"
-                note(message, {"error": "out_of_memory", "micro_batch_size": size})
-                raise TunelabError(message) from None
-            state.micro_split *= 2
-            adjustment = {
-                "step": step,
-                "micro_batch_size": -(-rows // state.micro_split),
-                "gradient_accumulation_steps": len(micro) * state.micro_split,
-            }
-            state.oom_adjustments.append(adjustment)
-            note(
-                f"[yellow]out of memory[/] at step {step}: micro-batch {size} -> "
-                f"{adjustment['micro_batch_size']}, gradient accumulation "
-                f"{adjustment['gradient_accumulation_steps']} (same effective batch); "
-                "redoing the step",
-                {"event": "oom_adjusted", **adjustment},
-            )
+        # out of the except block: the failed attempt's frames (its activations) are freed
+        reset()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        rows = max(b["input_ids"].shape[0] for b in micro)
+        size = -(-rows // state.micro_split)
+        step = state.step + 1
+        reason = give_up_reason(on_oom, world_size, size)
+        if reason is not None:
+            message = f"out of memory at step {step} ({reason}) {oom_options(rows, size)}"
+            note(message, {"error": "out_of_memory", "micro_batch_size": size})
+            raise TunelabError(message) from None
+        state.micro_split *= 2
+        adjustment = {
+            "step": step,
+            "micro_batch_size": -(-rows // state.micro_split),
+            "gradient_accumulation_steps": len(micro) * state.micro_split,
+        }
+        state.oom_adjustments.append(adjustment)
+        note(
+            f"[yellow]out of memory[/] at step {step}: micro-batch {size} -> "
+            f"{adjustment['micro_batch_size']}, gradient accumulation "
+            f"{adjustment['gradient_accumulation_steps']} (same effective batch); "
+            "redoing the step",
+            {"event": "oom_adjusted", **adjustment},
+        )
