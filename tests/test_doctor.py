@@ -130,6 +130,10 @@ def test_truncation_label_imbalance_and_duplicates(tiny_bert_dir, tmp_path):
     assert f"{max(counts.values())} rows" in imbalance.evidence
     removed = report["cleaning"]["removed"]["duplicates"]["removed"]
     assert removed >= 60 and f"{removed} of " in by_code(tmp_path / "cls", "duplicates").evidence
+    result = CliRunner().invoke(app, ["doctor", str(tmp_path / "cls"), "--json"])
+    listed = json.loads(result.output)
+    assert {"truncation", "label_imbalance", "duplicates"} <= {f["code"] for f in listed}
+    assert all(set(f) == {"code", "title", "evidence", "fix", "severity", "steps"} for f in listed)
 
 
 def test_out_of_memory_crash_and_adjustment(tiny_llama_dir, data, tmp_path, monkeypatch):
@@ -181,6 +185,10 @@ def test_checks_that_need_a_gpu_or_fp16_on_records():
     found = {f.code: f for f in diagnose(record(rows))}
     assert found["loss_spikes"].steps == (7,) and found["grad_explosions"].steps == (7,)
     assert "median 2" in found["loss_spikes"].evidence
+    # metrics but no summary and no recorded error: killed or crashed
+    killed = record([{"loss": 2.0, "grad_norm": 1.0}] * 3)
+    assert [f.code for f in diagnose(killed)] == ["unfinished"]
+    assert "ends at step 3" in diagnose(killed)[0].evidence
 
 
 def test_registry_takes_a_new_check():
