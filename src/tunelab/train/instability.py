@@ -161,6 +161,8 @@ def after_step(loop: Any, state: Any, result: Any, monitor: Any) -> None:
         if not result.finite:
             handle_nonfinite(loop.cfg, state, result.loss, monitor.message)
         return
+    if result.overflow:  # the fp16 loss scaler skipped this update itself: nothing to judge
+        return
     reason = guard.problem(result.loss, result.grad_norm, result.finite)
     if reason is None:
         guard.accept(result.loss, result.grad_norm, state.step, model, loop.optimizer)

@@ -7,6 +7,8 @@ backward (DDP averages gradients over processes), so the step's gradient is the 
 every loss item of the global batch, however the items fall into micro-batches. What differs
 between one process, DDP and the other launch setups (gradient sync, backward, clip and update,
 where validation runs) is the run's backend (``tunelab.train.backends``).
+A step that runs out of memory is redone with smaller micro-batches (``oom.py``); after it,
+non-finite steps and spikes are judged (``instability.py``: stop, skip or roll back).
 After the step: log, validate (every ``eval_every`` steps and at each epoch end), keep the
 best checkpoint, save every ``save_every`` steps, and stop early or on SIGINT/SIGTERM.
 """
