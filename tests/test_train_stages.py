@@ -17,7 +17,7 @@ from rich.console import Console
 from safetensors.torch import load_file
 
 import tunelab
-from train_helpers import max_diff, metrics, write_classification_data
+from train_helpers import lm_raw, max_diff, metrics, write_classification_data, write_text_data
 from tunelab.config import load_config
 from tunelab.errors import TunelabError
 from tunelab.train.checkpoint import list_checkpoints
@@ -219,3 +219,28 @@ def test_resume_in_stage_two_matches_the_uninterrupted_run(staged):
     )
     assert max_diff(final, again) < 1e-6
     assert resumed.final_metrics["accuracy"] == pytest.approx(full.final_metrics["accuracy"])
+
+
+def test_lora_then_full_on_a_causal_lm_merges_lora_before_the_full_stage(tiny_llama_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    data = write_text_data(tmp_path / "text.jsonl", n=40)
+    raw = lm_raw(tiny_llama_dir, data, tmp_path / "run", {"max_steps": 3})
+    raw["stages"] = [{"name": "lora"}, {"name": "full", "method": {"name": "full"}}]
+    result = tunelab.finetune(load_config(raw))
+    assert [(s["method"], s["steps"]) for s in result.summary["stages"]] == [
+        ("lora", 3),
+        ("full", 3),
+    ]
+    run = tmp_path / "run"
+    # the hand-off is stage 1's adapter merged into the base weights
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    merged = PeftModel.from_pretrained(base, run / "stages" / "1-lora" / "model").merge_and_unload()
+    handoff = AutoModelForCausalLM.from_pretrained(run / "handoff" / "1-lora")
+    assert max_diff(merged.state_dict(), handoff.state_dict()) < 1e-6
+    # the run's artifact is the full stage's whole model, trained on from the hand-off
+    final = AutoModelForCausalLM.from_pretrained(run / "model")
+    assert max_diff(final.state_dict(), handoff.state_dict()) > 1e-4
+    [row] = tunelab.predict(tunelab.load(run), ["hello"], max_new_tokens=3)
+    assert isinstance(row["generated"], str)

@@ -58,10 +58,14 @@ def finish_run(
         atomic_write_json(cfg.run_dir / "train_summary.json", summary)
         print_stages(console, summary["stages"])
         print_summary(console, summary, cfg.run_dir)
-        if cfg.eval.at_end:
+        if cfg.eval.at_end:  # with the prompting baseline when eval.prompting_baseline is set
             from tunelab.evaluate import evaluate
 
             final_metrics = evaluate(cfg.run_dir, console=console)
+        elif cfg.eval.prompting_baseline:
+            from tunelab.evaluate import compare_prompting
+
+            compare_prompting(cfg, console=console)
         write_card(cfg, stage_cfgs[-1], summary, final_metrics)
     return TrainResult(
         cfg.run_dir, cfg.run_dir / "model", summary["stop_reason"], summary["steps"],

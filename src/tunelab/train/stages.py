@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ def train_stages(cfg: RunConfig, resume: bool | None, console: Console) -> Train
         if main:
             join_metrics(cfg.run_dir, [s.cfg.run_dir for s in stages])
         if result.stop_reason == "interrupted":
-            return result
+            return replace(result, run_dir=cfg.run_dir)
         fresh = result.stop_reason != "already_finished"
         if stage.handoff is not None and (fresh or not (stage.handoff / "config.json").is_file()):
             hand_on(stage, main)
