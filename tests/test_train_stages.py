@@ -26,7 +26,8 @@ HEAD_STEPS, LORA_STEPS = 5, 6
 
 
 def staged_raw(model_dir: Path, data: Path, out: Path, **train: Any) -> dict[str, Any]:
-    """Stage ``head`` (freeze, no block: classifier + pooler) then stage ``lora`` (r=4)."""
+    """Stage ``head`` (freeze, no block: classifier + pooler; 60 of the rows) then stage
+    ``lora`` (r=4; every row)."""
     return {
         "model": {"name_or_path": str(model_dir)},
         "data": {
@@ -54,6 +55,7 @@ def staged_raw(model_dir: Path, data: Path, out: Path, **train: Any) -> dict[str
                 "name": "head",
                 "method": {"name": "freeze", "freeze": {"top_n_layers": 0}},
                 "train": {"lr": 3e-2, "max_steps": HEAD_STEPS, "scheduler": "constant"},
+                "data": {"max_samples": 60},  # a curriculum: stage 1 on a subset
             },
             {"name": "lora", "train": {"max_steps": LORA_STEPS, "warmup_steps": 2}},
         ],
@@ -89,6 +91,14 @@ def test_each_stage_trains_its_own_steps_and_parameters(staged, tiny_bert_dir):
     assert stages[1]["trainable_params"] > stages[0]["trainable_params"]  # recomputed
     for s in stages:
         assert s["wall_time_s"] > 0 and s["best_metric_name"] == "eval_loss"
+    reports = [
+        json.loads((root / "run" / "stages" / f / "data_report.json").read_text())["rows"]
+        for f in ("1-head", "2-lora")
+    ]
+    assert reports == [  # 0.8 / 0.1 / 0.1 of 60 rows, then of all 120
+        {"train": 48, "validation": 6, "test": 6},
+        {"train": 96, "validation": 12, "test": 12},
+    ]
     on_disk = json.loads((root / "run" / "train_summary.json").read_text())
     assert on_disk["stages"] == stages and on_disk["steps"] == HEAD_STEPS + LORA_STEPS
 
