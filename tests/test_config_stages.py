@@ -130,3 +130,13 @@ def test_validate_checks_each_stage_data_on_disk(tmp_path, tiny_bert_dir, monkey
     code, err = run_cli(["validate", str(config)], monkeypatch, capsys)
     assert code == 2
     assert "stages[0]: data.path" in err and "clean.jsonl" in err, err
+
+
+def test_validate_accepts_a_good_stage_list(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(raw_config(tmp_path, tiny_bert_dir, TWO_STAGES)))
+    monkeypatch.setattr(sys, "argv", ["tunelab", "validate", str(config)])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code in (0, None)
+    assert capsys.readouterr().out == "OK\n"

@@ -85,8 +85,9 @@ def train_stages(cfg: RunConfig, resume: bool | None, console: Console) -> Train
             if resume:
                 raise TunelabError(f"--resume: no stage has started in {cfg.run_dir}")
             check_no_earlier_results(cfg.run_dir)
-    elif main:
-        clear_outputs(cfg.run_dir)
+    elif main:  # every stage's results too: none may be resumed from the weights replaced
+        for folder in (cfg.run_dir, *(s.cfg.run_dir for s in stages)):
+            clear_outputs(folder)
     if main:
         dump_config(cfg, cfg.run_dir / "config.yaml")
         atomic_write_json(cfg.run_dir / PLAN_FILE, {"stages": [plan_entry(s) for s in stages]})
