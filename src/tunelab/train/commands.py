@@ -23,7 +23,7 @@ def train(
 ) -> None:
     """Train a model as the config describes."""
     from tunelab.doctor import diagnose, print_findings
-    from tunelab.train.run import train as run_training
+    from tunelab.train.stages import train as run_training
 
     result = run_training(load_run_config(config, overrides), resume=resume, console=console)
     trained = result.stop_reason != "already_finished" and result.summary

@@ -68,10 +68,13 @@ def train(
     resume: bool | None = None,
     console: Console | None = None,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    stage: str | None = None,
 ) -> TrainResult:
     """Run the whole training of ``cfg``; ``resume``: True/False forces, None auto-resumes.
 
     ``on_eval(step, metrics)`` is called after each validation (a search prunes from it).
+    A config with ``stages:`` runs through ``tunelab.train.stages.train``, which calls this
+    once per stage (``stage``: its name, on every metrics record and tracker tag).
     """
     from accelerate.utils import set_seed
 
@@ -80,6 +83,8 @@ def train(
     from tunelab.models import load_tokenizer
 
     console = console or Console()
+    if cfg.stages is not None:
+        raise TunelabError("a config with stages: trains through tunelab.train.train")
     check_run(cfg, console)  # refuse a config that cannot finish before anything is written
     if resume is not False and (done := finished_run(cfg)) is not None:
         metrics = report_finished(cfg.run_dir, done, console)
@@ -115,7 +120,7 @@ def train(
             for note in resume_notes(cfg, resume_from, state.step, loop.total_steps):
                 console.print(note, soft_wrap=True)
     with Monitor(
-        cfg.run_dir, accelerator, console, loop.total_steps, state.step, cfg.train.log_every
+        cfg.run_dir, accelerator, console, loop.total_steps, state.step, cfg.train.log_every, stage
     ) as monitor:
         reason = fit(loop, state, stopper, monitor)
     if reason == "interrupted":
