@@ -23,6 +23,7 @@ from torch import nn
 from tunelab.config import RunConfig, dump_config
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_json
+from tunelab.task_runs import TASKS_FILE
 from tunelab.train.collate import PadCollator
 from tunelab.train.loop import TrainData
 from tunelab.train.objective import Batch, LossFn
@@ -32,7 +33,6 @@ from tunelab.train.task_heads import active_task, build_multihead, task_view
 from tunelab.train.task_sampler import TaskBatchSampler, mixing_probabilities
 from tunelab.train.validate import make_validator, validation_loader
 
-TASKS_FILE = "tunelab_tasks.json"
 Metrics = dict[str, float]
 
 
