@@ -147,7 +147,7 @@ def test_task_option_refusals(tiny_bert_dir, tmp_path, monkeypatch, capsys):
 def test_train_api_refuses_a_bad_config_before_writing(tiny_bert_dir, tmp_path):
     raw = two_task_raw(tiny_bert_dir, tmp_path, {"max_steps": 1})
     raw["data"]["tasks"][1]["path"] = str(tmp_path / "missing.jsonl")
-    with pytest.raises(ConfigError, match="data.tasks.1.path: "):
+    with pytest.raises(ConfigError, match=r"data\.tasks\.1\.path: "):
         train(load_config(raw), resume=False)
 
 
