@@ -187,3 +187,26 @@ def test_causal_lm_tasks_with_packing(tiny_llama_dir, tmp_path):
     assert all(r["loss_items"] > 48 for r in rows)  # packed rows: several examples per row
     loaded = load(tmp_path / "run", task="notes")
     assert loaded.task == "causal_lm" and loaded.rendering.format == "text"
+
+
+@pytest.mark.integration
+def test_multitask_example_minilm_bbc_and_chatterbot(tmp_path):
+    from pathlib import Path
+
+    from tunelab.inference import load, predict
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "multitask.yaml"
+    overrides = [f"output.dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}"]
+    overrides += ["train.max_steps=6", "train.eval_every=3"]
+    for i in (0, 1):
+        overrides += [f"data.tasks.{i}.max_samples=200", f"data.tasks.{i}.max_length=64"]
+    result = train(load_config(example, overrides))
+    assert result.stop_reason == "completed" and result.steps == 6
+    evals = metrics(tmp_path / "run", "eval")
+    assert {"eval_bbc_accuracy", "eval_chat_accuracy", "eval_accuracy"} <= set(evals[-1])
+    results = json.loads((tmp_path / "run" / "eval_results.json").read_text())["tasks"]
+    assert len(results["bbc"]["labels"]) == 5 and "food" in results["chat"]["labels"]
+    assert "health" not in results["chat"]["labels"]  # clean.drop_labels of that task
+    loaded = load(tmp_path / "run", task="chat")
+    (row,) = predict(loaded, ["what is your favourite food?"])
+    assert row["label"] in results["chat"]["labels"]
