@@ -176,6 +176,11 @@ def build_loop(
     accelerator = backend.accelerator
     multi = isinstance(prepared, dict)
     if multi:
+        if cfg.task == "classification" and accelerator.num_processes > 1:
+            raise TunelabError(
+                "data.tasks with classification heads trains in one process (each batch "
+                "leaves the other heads unused, which DDP refuses); launch it without torchrun"
+            )
         data = multitask_data(cfg, prepared, model, pad_token_id, accelerator)
     else:
         data = train_data(cfg, prepared.splits["train"], model, pad_token_id, accelerator)
