@@ -64,6 +64,10 @@ CASES = {
         "data.tasks.0 (topics): format 'chat' does not fit model.task classification; use a "
         "classification format for every task or change model.task",
     ),
+    "prompting_baseline_with_tasks": (
+        lambda raw: raw["eval"].update(prompting_baseline=True),
+        "eval.prompting_baseline takes one dataset, not data.tasks; set it to false",
+    ),
     "misspelt_task_key": (
         lambda raw: raw["data"]["tasks"][0].update(pth="x"),
         "data.tasks.0.pth: unknown key; did you mean 'data.tasks.0.path'?",

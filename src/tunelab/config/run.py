@@ -86,7 +86,11 @@ class RunConfig(Section):
         return self
 
     def _check_tasks(self) -> None:
-        """Every task's format fits the model's task type."""
+        """Every task's format fits the model's task type; no prompting baseline."""
+        if self.eval.prompting_baseline:
+            raise ValueError(
+                "eval.prompting_baseline takes one dataset, not data.tasks; set it to false"
+            )
         for i, entry in enumerate(self.data.tasks):
             if task_kind(entry.format) != self.task:
                 raise ValueError(
