@@ -22,6 +22,6 @@ def train(
     ] = None,
 ) -> None:
     """Train a model as the config describes."""
-    from tunelab.train.run import train as run_training
+    from tunelab.train.stages import train as run_training
 
     run_training(load_run_config(config, overrides), resume=resume, console=console)

@@ -79,7 +79,8 @@ class Monitor:
     """Logs to the progress display, ``metrics.jsonl`` and Accelerate's trackers (main process).
 
     On a terminal the progress is Rich's live bar; elsewhere (CI logs, ``> file``) it is whole
-    plain lines (:class:`PlainProgress`).
+    plain lines (:class:`PlainProgress`). In a stage of a staged run (``stage``), every record
+    carries ``"stage": NAME`` and tracker tags start with ``NAME/``.
     """
 
     def __init__(
@@ -90,8 +91,10 @@ class Monitor:
         total_steps: int,
         start: int,
         log_every: int = 1,
+        stage: str | None = None,
     ) -> None:
         self.path = Path(run_dir) / METRICS_FILE
+        self.stage = stage
         self.accelerator = accelerator
         self.main = accelerator.is_main_process
         self.console = console
@@ -99,7 +102,7 @@ class Monitor:
         plain = self.main and not live
         self.plain = PlainProgress(console, total_steps, start, log_every) if plain else None
         self.progress = Progress(
-            TextColumn("[bold]train"),
+            TextColumn(f"[bold]{stage or 'train'}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("epoch {task.fields[epoch]:.2f}  loss {task.fields[loss]:.4f}"),
@@ -144,9 +147,13 @@ class Monitor:
         if not self.main:
             return
         record = {"type": kind, "step": step, **values}
+        if self.stage is not None:
+            record["stage"] = self.stage
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         prefix = "train/" if kind == "train" else ""
+        if self.stage is not None:
+            prefix = f"{self.stage}/{prefix}"
         scalars = {
             f"{prefix}{k}": v
             for k, v in values.items()

@@ -72,9 +72,16 @@ class TrainResult:
 
 
 def train(
-    cfg: RunConfig, resume: bool | None = None, console: Console | None = None
+    cfg: RunConfig,
+    resume: bool | None = None,
+    console: Console | None = None,
+    stage: str | None = None,
 ) -> TrainResult:
-    """Run the whole training of ``cfg``; ``resume``: True/False forces, None auto-resumes."""
+    """Run the whole training of ``cfg``; ``resume``: True/False forces, None auto-resumes.
+
+    A config with ``stages:`` runs through ``tunelab.train.stages.train``, which calls this
+    once per stage (``stage``: its name, on every metrics record and tracker tag).
+    """
     from accelerate.utils import set_seed
 
     from tunelab.data import prepare_data, print_warnings
@@ -83,6 +90,8 @@ def train(
 
     console = console or Console()
     multi = bool(cfg.task_names)
+    if cfg.stages is not None:
+        raise TunelabError("a config with stages: trains through tunelab.train.train")
     check_run(cfg, console)  # refuse a config that cannot finish before anything is written
     if resume is not False and (done := finished_run(cfg)) is not None:
         metrics = report_finished(cfg.run_dir, done, console)
@@ -121,7 +130,7 @@ def train(
             for note in resume_notes(cfg, resume_from, state.step, loop.total_steps):
                 console.print(note, soft_wrap=True)
     with Monitor(
-        cfg.run_dir, accelerator, console, loop.total_steps, state.step, cfg.train.log_every
+        cfg.run_dir, accelerator, console, loop.total_steps, state.step, cfg.train.log_every, stage
     ) as monitor:
         reason = fit(loop, state, stopper, monitor)
     if reason == "interrupted":
