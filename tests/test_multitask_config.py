@@ -219,3 +219,17 @@ def test_resume_mid_epoch_gives_the_remaining_batches_and_positions():
     again.check_state({"task_batches": counts}, 2, 5)
     with pytest.raises(TunelabError, match="task positions"):
         _sampler([0.9, 0.1]).check_state({"task_batches": counts}, 2, 5)
+
+
+def test_dumped_config_reloads_to_the_same(tiny_bert_dir, tmp_path):
+    from tunelab.config import dump_config
+
+    raw = two_task_raw(tiny_bert_dir, tmp_path, {"max_steps": 1}, mixing="weights")
+    raw["data"]["tasks"][0]["weight"] = 3.0
+    cfg = load_config(raw)
+    dump_config(cfg, tmp_path / "dumped.yaml")
+    again = load_config(tmp_path / "dumped.yaml")
+    assert again.model_dump() == cfg.model_dump() and config_hash(again) == config_hash(cfg)
+    proportional = load_config(two_task_raw(tiny_bert_dir, tmp_path, {"max_steps": 1}))
+    dump_config(proportional, tmp_path / "p.yaml")
+    assert load_config(tmp_path / "p.yaml").model_dump() == proportional.model_dump()

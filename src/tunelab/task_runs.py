@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tunelab.config import RunConfig
 from tunelab.errors import TunelabError
 
 TASKS_FILE = "tunelab_tasks.json"
@@ -46,3 +47,18 @@ def task_dir(run_dir: str | Path, task: str | None) -> Path:
             f"--task {task!r}: no such task in {run_dir}; its tasks are {', '.join(names)}"
         )
     return run_dir / "tasks" / task
+
+
+def handoff_model(handoff: Path, before: RunConfig, after: RunConfig) -> Path:
+    """The model a stage starts from when the stage ``before`` handed its weights on to
+    ``handoff``: that folder, or for a multi-task stage (one export per task, ``handoff/NAME``)
+    the export of the first task the next stage also has, else of the task whose data path the
+    next (one-dataset) stage reads, else of the first task. Other tasks' heads come from their
+    sibling exports (``tunelab.train.multitask.head_source``)."""
+    names = before.task_names
+    if not names:
+        return handoff
+    shared = [name for name in names if name in after.task_names]
+    if not shared and not after.task_names:
+        shared = [n for n in names if before.for_task(n).data.path == after.data.path]
+    return handoff / (shared or names)[0]

@@ -68,7 +68,7 @@ class MultiTaskData(Section):
                     "); give every task a unique name"
                 )
             seen[task.name] = i
-        weighted = [t.name for t in self.tasks if "weight" in t.model_fields_set]
+        weighted = [t.name for t in self.tasks if t.weight != 1.0]  # 1.0: also a dumped config
         if weighted and self.mixing != "weights":
             raise ValueError(
                 f"task {weighted[0]!r} sets weight but mixing is {self.mixing!r}, which ignores "

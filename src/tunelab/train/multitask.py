@@ -12,9 +12,11 @@ lists them.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -29,7 +31,7 @@ from tunelab.train.loop import TrainData
 from tunelab.train.objective import Batch, LossFn
 from tunelab.train.rows import training_rows
 from tunelab.train.sampler import LengthGroupedBatchSampler
-from tunelab.train.task_heads import active_task, build_multihead, task_view
+from tunelab.train.task_heads import active_task, build_multihead, head_children, task_view
 from tunelab.train.task_sampler import TaskBatchSampler, mixing_probabilities
 from tunelab.train.validate import make_validator, validation_loader
 
@@ -61,12 +63,47 @@ def task_labels(prepared: dict[str, Any]) -> dict[str, list[str]] | None:
 
 
 def load_multihead(cfg: RunConfig, labels: dict[str, list[str]]) -> nn.Module:
-    """The shared encoder with one freshly initialised head per task."""
+    """The shared encoder with one head per task (see :func:`head_source`)."""
     from tunelab.models import load_model
 
-    return build_multihead(
-        {name: load_model(cfg.model, cfg.task, names) for name, names in labels.items()}
-    )
+    models = {}
+    for name, names in labels.items():
+        source, keep = head_source(cfg.model.name_or_path, name, names)
+        model = load_model(cfg.model.model_copy(update={"name_or_path": source}), cfg.task, names)
+        if not keep:
+            for head in head_children(model):
+                for module in getattr(model, head).modules():
+                    model._init_weights(module)
+        models[name] = model
+    return build_multihead(models)
+
+
+def head_source(base: str, task: str, labels: list[str]) -> tuple[str, bool]:
+    """Where task ``task``'s head comes from: ``(model path, keep its head)``.
+
+    A base model that is one task's export of a multi-task run (``tunelab export RUN OUT``:
+    ``OUT/NAME`` per task, or a stage's hand-off) lends each task the head of the export of
+    the same name; a base whose labels are exactly ``labels`` keeps its head (a one-task
+    stage before, or any classifier trained on these labels); any other task gets a freshly
+    initialised head. The shared encoder is the base's (every export of a run holds the same).
+    """
+    from tunelab.paths import resolve_path
+
+    path = resolve_path(base)
+    if not (path / "config.json").is_file():  # a hub id: its head is as it comes
+        return base, True
+    sibling = path.parent / task
+    exported = (path / "tunelab_export.json").is_file()
+    if exported and sibling != path and (sibling / "tunelab_export.json").is_file():
+        return str(sibling), _labels_of(sibling) == labels
+    return base, _labels_of(path) == labels
+
+
+def _labels_of(folder: Path) -> list[str] | None:
+    """The label names in a model folder's ``config.json`` (None without them)."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    id2label = config.get("id2label") or {}
+    return [id2label[k] for k in sorted(id2label, key=int)] or None
 
 
 def multitask_data(
