@@ -28,15 +28,16 @@ EXAMPLE = REPO / "examples" / "multitask.yaml"
 TASKS = ("bbc", "chat")
 
 
-def base_raw(seed: int, steps: int, max_length: int, out: Path) -> dict[str, Any]:
+def base_raw(seed: int, steps: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The example with a seed, a step count, validation only at the end, test-split scoring."""
     raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     raw["train"].update(seed=seed, max_steps=steps, eval_every=steps, report_to=[])
+    raw["train"]["batch_size"] = args.batch_size
     raw["train"]["early_stopping"] = {"metric": "eval_loss"}
     raw["eval"] = {"split": "test", "at_end": True}
     raw["output"] = {"dir": str(out)}
     for task in raw["data"]["tasks"]:
-        task["max_length"] = max_length
+        task["max_length"] = args.max_length
     return raw
 
 
@@ -74,22 +75,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=60, help="steps per task")
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-multitask")
     args = parser.parse_args()
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
     for seed in range(args.seeds):
         for name in TASKS:
-            raw = base_raw(seed, args.steps, args.max_length, args.out / f"{name}-{seed}")
+            raw = base_raw(seed, args.steps, args, args.out / f"{name}-{seed}")
             got = train_and_score(single(raw, name), name)
             rows.setdefault(("single", name), []).append(got[name])
             print(f"seed {seed} single {name}: {got}", flush=True)
-        raw = base_raw(seed, 2 * args.steps, args.max_length, args.out / f"multi-{seed}")
+        raw = base_raw(seed, 2 * args.steps, args, args.out / f"multi-{seed}")
         raw["data"]["mixing"] = "weights"  # equal weights: about --steps steps per task
         got = train_and_score(raw)
         for name in TASKS:
             rows.setdefault(("multi", name), []).append(got[name])
         print(f"seed {seed} multi: {got}", flush=True)
-    print(f"\n{args.seeds} seed(s), {args.steps} steps per task, max_length {args.max_length}")
+    print(
+        f"\n{args.seeds} seed(s), {args.steps} steps per task, batch {args.batch_size}, "
+        f"max_length {args.max_length}"
+    )
     print("| task | setting | test accuracy | test macro-F1 |")
     print("|---|---|---|---|")
     for name in TASKS:
