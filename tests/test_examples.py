@@ -20,9 +20,10 @@ def test_there_are_examples():
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_config_validates(path):
     cfg = load_config(path)
-    data = cfg.data
-    specs = [data.path] if isinstance(data.path, str) else data.path
-    specs += [s for s in (data.validation_path, data.test_path) if s]
+    specs = []
+    for data in [cfg.for_task(name).data for name in cfg.task_names] or [cfg.data]:
+        specs += [data.path] if isinstance(data.path, str) else data.path
+        specs += [s for s in (data.validation_path, data.test_path) if s]
     for spec in specs:
         local = ROOT / spec
         if spec.startswith("pkg://") or local.is_relative_to(GENERATED):

@@ -27,6 +27,7 @@ from tunelab.io import atomic_dir, recover_dir
 from tunelab.methods.artifacts import load_artifact, read_method_info
 from tunelab.methods.base import Artifact
 from tunelab.methods.registry import get_method
+from tunelab.task_runs import run_tasks, task_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,6 +37,7 @@ def artifact_dir(run_or_artifact: str | Path) -> Path:
     """The artifact folder of a run directory (``RUN_DIR/model``), or the folder itself."""
     path = Path(run_or_artifact)
     recover_dir(path / "model")  # a crash while the model was being replaced
+    task_dir(path, None)  # a multi-task run: name the task
     if (path / "model" / "tunelab_method.json").is_file():
         return path / "model"
     if (path / "tunelab_method.json").is_file():
@@ -50,14 +52,20 @@ def export_run(
     out: str | Path,
     console: Console | None = None,
     overwrite: bool = False,
+    task: str | None = None,
 ) -> Path:
     """Write a standalone merged model (or, for prompt/prefix tuning, the PEFT adapter) to ``out``.
 
     ``overwrite`` lets ``out`` be replaced when it holds an earlier tunelab export (and only
     then); a non-empty ``out`` is refused otherwise, and so is the run directory or any folder
-    inside it.
+    inside it. A multi-task run exports ``task``, or with none every task to ``out/NAME``.
     """
-    source = artifact_dir(run_dir)
+    names = run_tasks(run_dir)
+    if names and task is None:
+        for name in names:
+            export_run(run_dir, Path(out) / name, console, overwrite, name)
+        return Path(out)
+    source = artifact_dir(task_dir(run_dir, task))
     info = read_method_info(source)
     method = get_method(info["method"])
     out = Path(out)

@@ -19,8 +19,11 @@ def export(
             "--overwrite", help="Replace an earlier tunelab export in OUT (never other files)."
         ),
     ] = False,
+    task: Annotated[
+        str | None, typer.Option(help="Task of a multi-task run (default: each to OUT/NAME).")
+    ] = None,
 ) -> None:
     """Write a standalone merged model that loads without tunelab (OUT: a new or empty folder)."""
     from tunelab.export import export_run
 
-    export_run(run_dir, out, console=console, overwrite=overwrite)
+    export_run(run_dir, out, console=console, overwrite=overwrite, task=task)

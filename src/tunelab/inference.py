@@ -26,6 +26,7 @@ from tunelab.export import artifact_dir
 from tunelab.methods.artifacts import load_artifact, read_method_info
 from tunelab.methods.registry import get_method
 from tunelab.predict_inputs import Input, input_examples, read_input_rows, read_inputs
+from tunelab.task_runs import task_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -63,9 +64,14 @@ class Loaded:
             yield
 
 
-def load(run_dir_or_artifact: str | Path, adapters: dict[str, str | Path] | None = None) -> Loaded:
-    """Load a run (or an artifact folder) for inference, plus optional named LoRA adapters."""
-    source = artifact_dir(run_dir_or_artifact)
+def load(
+    run_dir_or_artifact: str | Path,
+    adapters: dict[str, str | Path] | None = None,
+    task: str | None = None,
+) -> Loaded:
+    """Load a run (or an artifact folder) for inference, plus optional named LoRA adapters;
+    ``task``: which task of a multi-task run (``data.tasks``)."""
+    source = artifact_dir(task_dir(run_dir_or_artifact, task) if task else run_dir_or_artifact)
     info = read_method_info(source)
     model, tokenizer = load_artifact(source)
     for name, path in (adapters or {}).items():
@@ -254,10 +260,15 @@ def resolve_adapter(run_dir: Path, adapter: str) -> tuple[str, Path]:
 
 
 def predict_cli(
-    run_dir: str | Path, input: str, adapter: str | None = None, console: Console | None = None
+    run_dir: str | Path,
+    input: str,
+    adapter: str | None = None,
+    console: Console | None = None,
+    task: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``tunelab predict``: load the run, optionally activate an adapter, print one JSON line each."""
-    run_dir = Path(run_dir)
+    """``tunelab predict``: load the run (``task`` of a multi-task run), optionally activate an
+    adapter, print one JSON line each."""
+    run_dir = task_dir(run_dir, task)
     rows = read_input_rows(input)  # an unreadable file fails before the model loads
     adapters = dict([resolve_adapter(run_dir, adapter)]) if adapter else None
     loaded = load(run_dir, adapters=adapters)

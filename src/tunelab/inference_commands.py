@@ -16,8 +16,9 @@ def predict(
     adapter: Annotated[
         str | None, typer.Option(help="Name of the LoRA adapter to activate.")
     ] = None,
+    task: Annotated[str | None, typer.Option(help="Task of a multi-task run.")] = None,
 ) -> None:
     """Run the trained model on text: a label with probabilities, or generated text."""
     from tunelab.inference import predict_cli
 
-    predict_cli(run_dir, input, adapter=adapter, console=console)
+    predict_cli(run_dir, input, adapter=adapter, console=console, task=task)

@@ -50,21 +50,54 @@ def check_run(cfg: RunConfig, console: Console | None = None, source: str | None
 
 def check_data(cfg: RunConfig, source: str | None = None) -> None:
     """The checks ``tunelab data prepare`` needs: the data and the model (tokenizer) paths."""
+    if cfg.task_names:
+        raise ConfigError(
+            ["data: tunelab data prepare takes one dataset; data.tasks are prepared by "
+             "tunelab train (each task's report: RUN_DIR/tasks/NAME/data_report.json)"],
+            source,
+        )  # fmt: skip
     _report([*data_problems(cfg.data), *model_problems(cfg, need_config=False)], [], None, source)
 
 
 def run_problems(cfg: RunConfig) -> list[str]:
     """Every problem that would stop ``tunelab train`` on this machine, as one line each
     (a stage's own ones, with ``stages:``, named ``stages[i]: ...``)."""
-    problems = [
-        *data_problems(cfg.data),
-        *model_problems(cfg, need_config=True),
-        *metric_problems(cfg),
-        *split_problems(cfg),
-    ]
+    if cfg.task_names:
+        problems = [*task_problems(cfg), *model_problems(cfg, need_config=True)]
+    else:
+        problems = [
+            *data_problems(cfg.data),
+            *model_problems(cfg, need_config=True),
+            *metric_problems(cfg),
+            *split_problems(cfg),
+        ]
     for i, stage in enumerate(resolve_stages(cfg)):
         problems += [f"stages[{i}]: {p}" for p in run_problems(stage) if p not in problems]
     return problems
+
+
+def task_problems(cfg: RunConfig) -> list[str]:
+    """The data, metric and split problems of every task of ``data.tasks`` (keys named
+    ``data.tasks.N.*``), and an early-stopping metric that validation does not compute."""
+    problems = []
+    for i, name in enumerate(cfg.task_names):
+        task_cfg = cfg.for_task(name)
+        found = [*data_problems(task_cfg.data), *split_problems(task_cfg)]
+        problems += [p.replace("data.", f"data.tasks.{i}.", 1) for p in found]
+        problems += eval_metric_problems(task_cfg)
+    metric = cfg.train.early_stopping.metric
+    produced = list(VALIDATION_METRICS[cfg.task]) + [
+        f"eval_{name}_{base.removeprefix('eval_')}"
+        for name in cfg.task_names
+        for base in VALIDATION_METRICS[cfg.task]
+    ]
+    if metric not in produced:
+        problems.append(
+            f"train.early_stopping.metric: {metric!r} is not computed during validation of "
+            f"these tasks; choose one of {', '.join(produced)} (eval_<metric> is the mean "
+            "over the tasks)"
+        )
+    return list(dict.fromkeys(problems))
 
 
 def run_warnings(cfg: RunConfig) -> list[str]:
@@ -203,7 +236,8 @@ def model_problems(cfg: RunConfig, need_config: bool) -> list[str]:
                 )
             return problems
     if need_config:
-        problems.extend(config_problems(config_file, cfg.data.max_length))
+        tasks = [cfg.for_task(name).data for name in cfg.task_names] or [cfg.data]
+        problems.extend(config_problems(config_file, max(d.max_length for d in tasks)))
     return problems
 
 
@@ -259,12 +293,17 @@ def metric_problems(cfg: RunConfig) -> list[str]:
             f"train.early_stopping.metric: {metric!r} is not computed during validation of a "
             f"{cfg.task} run; choose one of {', '.join(produced)}"
         )
-    if cfg.eval.metrics is not None:
-        wrong = eval_metrics_problem(cfg.task, cfg.data.format, cfg.eval.metrics)
-        problems.extend([wrong] if wrong else [])
-        reasons = (missing_reason(name) for name in dict.fromkeys(cfg.eval.metrics))
-        problems.extend(f"eval.metrics: {reason}" for reason in reasons if reason)
-    return problems
+    return problems + eval_metric_problems(cfg)
+
+
+def eval_metric_problems(cfg: RunConfig) -> list[str]:
+    """``eval.metrics`` the task or data format cannot give, or this machine cannot compute."""
+    if cfg.eval.metrics is None:
+        return []
+    wrong = eval_metrics_problem(cfg.task, cfg.data.format, cfg.eval.metrics)
+    problems = [wrong] if wrong else []
+    reasons = (missing_reason(name) for name in dict.fromkeys(cfg.eval.metrics))
+    return problems + [f"eval.metrics: {reason}" for reason in reasons if reason]
 
 
 def split_problems(cfg: RunConfig) -> list[str]:

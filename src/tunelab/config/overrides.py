@@ -41,18 +41,29 @@ def apply_overrides(
         parts = key.strip().split(".")
         node = out
         for part in parts[:-1]:
-            child = node.get(part)
+            child = _child(node, part)
             if child is None:
                 child = node[part] = {}
-            if not isinstance(child, dict):
+            if not isinstance(child, dict | list):
                 problems.append(f"override {item!r}: {part!r} is not a section")
                 break
             node = child
         else:
-            node[parts[-1]] = override_value(value)
+            last = parts[-1]
+            if isinstance(node, list) and not (last.isdigit() and int(last) < len(node)):
+                problems.append(f"override {item!r}: {last!r} is not an index of that list")
+                continue
+            node[int(last) if isinstance(node, list) else last] = override_value(value)
     if problems:
         raise ConfigError(problems, name)
     return out
+
+
+def _child(node: dict[str, Any] | list[Any], part: str) -> Any:
+    """``node[part]``; a list is indexed by position (``data.tasks.0.path``), None when absent."""
+    if isinstance(node, list):
+        return node[int(part)] if part.isdigit() and int(part) < len(node) else False
+    return node.get(part)
 
 
 def override_value(text: str) -> Any:

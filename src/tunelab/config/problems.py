@@ -9,8 +9,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from tunelab.config.data import DataConfig
 from tunelab.config.method import DEFAULT_METHOD, METHODS, variant
 from tunelab.config.run import RunConfig
+from tunelab.config.tasks import MultiTaskData
+
+DATA_TAGS = ("single", "tasks")
 
 
 def format_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
@@ -43,8 +47,13 @@ def format_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
 
 
 def _without_method_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The error location without the method variant's tag (``method.lora.lora.r``)."""
-    return (loc[0], *loc[2:]) if loc[:1] == ("method",) and len(loc) > 1 else loc
+    """The error location without the method variant's tag (``method.lora.lora.r``) or the
+    data section's (``data.single.path``, ``data.tasks.tasks.0.path``)."""
+    if loc[:1] == ("method",) and len(loc) > 1:
+        return (loc[0], *loc[2:])
+    if loc[:1] == ("data",) and len(loc) > 1 and loc[1] in DATA_TAGS:
+        return (loc[0], *loc[2:])
+    return loc
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -93,10 +102,17 @@ def _fields_at(path: list[str], raw: dict[str, Any]) -> list[str]:
     """Names of the valid keys of the section at ``path`` (empty when not a section)."""
     model: Any = RunConfig
     for part in path:
+        if isinstance(model, list) and part.isdigit():
+            model = model[0]
+            continue
         field = model.model_fields.get(part) if _is_section(model) else None
         if field is None:
             return []
-        model = _method_variant(raw) if model is RunConfig and part == "method" else None
+        parent, model = model, None
+        if parent is RunConfig and part == "method":
+            model = _method_variant(raw)
+        if parent is RunConfig and part == "data":
+            model = MultiTaskData if "tasks" in (raw.get("data") or {}) else DataConfig
         model = model or _section_type(field.annotation)
     return list(model.model_fields) if _is_section(model) else []
 
@@ -115,6 +131,8 @@ def _is_section(tp: Any) -> bool:
 def _section_type(annotation: Any) -> Any:
     if _is_section(annotation):
         return annotation
+    if typing.get_origin(annotation) is list and _is_section(typing.get_args(annotation)[0]):
+        return [typing.get_args(annotation)[0]]  # a list of sections: indexed next
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         for arg in typing.get_args(annotation):
             if _is_section(arg):

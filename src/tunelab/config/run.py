@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 
-from tunelab.config.data import DataConfig
 from tunelab.config.eval import EvalConfig
 from tunelab.config.method import METHODS, MethodConfig, default_method, method_union, set_methods
 from tunelab.config.model import ModelConfig
 from tunelab.config.output import OutputConfig
 from tunelab.config.section import Section, Task
 from tunelab.config.stages import StageConfig
+from tunelab.config.tasks import (
+    DataSection,
+    MultiTaskData,
+    one_task_data,
+    single_task_data,
+    task_kind,
+)
 from tunelab.config.train import TrainConfig
+from tunelab.errors import TunelabError
 
 if TYPE_CHECKING:
     from tunelab.methods.base import Method
@@ -36,7 +43,9 @@ class RunConfig(Section):
     model_config = ConfigDict(defer_build=True)  # built by use_methods, with the method union
 
     model: ModelConfig = Field(description="Which pretrained model to start from.")
-    data: DataConfig = Field(description="Where the data is and how to prepare it.")
+    data: DataSection = Field(
+        description="Where the data is and how to prepare it: one dataset, or data.tasks."
+    )
     method: MethodConfig = _method_field()  # the registered methods' union: use_methods
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
@@ -47,10 +56,25 @@ class RunConfig(Section):
         "with (see docs/training.md, Stages); None: one stage, the sections above.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_task(cls, values: Any) -> Any:
+        """A ``data.tasks`` list of one valid task is that task's plain data block."""
+        data = values.get("data") if isinstance(values, dict) else None
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("tasks"), list)
+            and len(data["tasks"]) == 1
+        ):
+            return {**values, "data": one_task_data(data)}
+        return values
+
     @model_validator(mode="after")
     def _cross_sections(self) -> RunConfig:
         task, name = self.task, self.method.name
-        if self.data.format == "classification" and task == "causal_lm":
+        if isinstance(self.data, MultiTaskData):
+            self._check_tasks()
+        elif self.data.format == "classification" and task == "causal_lm":
             raise ValueError("model.task causal_lm does not fit data.format classification")
         if self.data.format != "classification" and task == "classification":
             raise ValueError(
@@ -66,6 +90,35 @@ class RunConfig(Section):
                 f"train.packing does not work with method {name} (it prepends virtual tokens)"
             )
         return self
+
+    def _check_tasks(self) -> None:
+        """Every task's format fits the model's task type; no prompting baseline."""
+        if self.eval.prompting_baseline:
+            raise ValueError(
+                "eval.prompting_baseline takes one dataset, not data.tasks; set it to false"
+            )
+        for i, entry in enumerate(self.data.tasks):
+            if task_kind(entry.format) != self.task:
+                raise ValueError(
+                    f"data.tasks.{i} ({entry.name}): format {entry.format!r} does not fit "
+                    f"model.task {self.task}; use a {self.task} format for every task or change "
+                    "model.task"
+                )
+
+    @property
+    def task_names(self) -> list[str]:
+        """The names of ``data.tasks`` (empty for one dataset)."""
+        if isinstance(self.data, MultiTaskData):
+            return [t.name for t in self.data.tasks]
+        return []
+
+    def for_task(self, name: str) -> RunConfig:
+        """Task ``name`` as a one-dataset run: its data block, ``output.dir`` RUN_DIR/tasks/NAME."""
+        if not isinstance(self.data, MultiTaskData):
+            raise TunelabError(f"--task {name!r}: this run has one dataset, no data.tasks")
+        data = single_task_data(self.data, self.data.task(name))
+        output = self.output.model_copy(update={"dir": str(self.run_dir / "tasks" / name)})
+        return self.model_copy(update={"data": data, "output": output})
 
     @property
     def task(self) -> Task:

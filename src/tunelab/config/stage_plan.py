@@ -92,7 +92,8 @@ def merged_config(base: dict[str, Any], stage: StageConfig) -> dict[str, Any]:
     for given, other in WARMUP_KEYS:
         if given in stage.train and other not in stage.train:
             raw["train"][other] = 0  # a stage's warmup replaces the top-level one
-    raw["data"] = merged(base["data"], stage.data)
+    # a stage's data with tasks replaces the section (adds or drops tasks); else it merges
+    raw["data"] = dict(stage.data) if "tasks" in stage.data else merged(base["data"], stage.data)
     same_method = stage.method.get("name", base["method"]["name"]) == base["method"]["name"]
     raw["method"] = merged(base["method"], stage.method) if same_method else dict(stage.method)
     return raw

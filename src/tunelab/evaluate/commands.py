@@ -15,11 +15,14 @@ def evaluate(
     split: Annotated[
         str | None, typer.Option(help="Split to evaluate (default: eval.split, i.e. test).")
     ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Task of a multi-task run (default: every task).")
+    ] = None,
 ) -> None:
     """Evaluate a run (or the base model of a config) on a split."""
     from tunelab.evaluate import evaluate as run_eval
 
-    run_eval(target, split=split, overrides=overrides or [], console=console)
+    run_eval(target, split=split, overrides=overrides or [], console=console, task=task)
 
 
 def compare_prompting(config: ConfigArg, overrides: OverridesArg = None) -> None:

@@ -47,6 +47,11 @@ def compare_prompting(cfg: RunConfig, console: Console | None = None) -> dict[st
     from tunelab.models import load_model, load_tokenizer
 
     console = console or Console()
+    if cfg.task_names:
+        raise TunelabError(
+            "compare-prompting takes one dataset; this config has data.tasks "
+            f"({', '.join(cfg.task_names)}): give one task's data block as data"
+        )
     metric = task_metric(cfg)
     record: dict[str, Any] = {"split": cfg.eval.split, "metric": metric, "rows": []}
     note = not_applicable(cfg)

@@ -35,6 +35,7 @@ from tunelab.evaluate.scoring import (
     write_line,
 )
 from tunelab.io import atomic_write_json
+from tunelab.task_runs import run_tasks, task_dir
 
 if TYPE_CHECKING:
     from tunelab.data import PreparedData
@@ -45,44 +46,80 @@ def evaluate(
     split: str | None = None,
     overrides: Sequence[str] = (),
     console: Console | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``target`` on ``split`` (default ``eval.split``); return the metrics.
 
     ``target`` is a run directory (``config.yaml`` + ``model/``: the trained model is
     evaluated and results are written there) or a run config YAML (its base model is
-    evaluated, results go to ``output.dir/eval_base/``).
+    evaluated, results go to ``output.dir/eval_base/``). With ``data.tasks``: ``task``, or
+    every task, each in its folder ``RUN_DIR/tasks/NAME`` (returns ``{task: metrics}``).
     """
+    path = Path(target)
+    if path.is_dir() and (names := run_tasks(path)):
+        chosen = [task_dir(path, task).name] if task else names
+        results = {
+            name: evaluate(path / "tasks" / name, split, overrides, console) for name in chosen
+        }
+        if task is None:
+            atomic_write_json(path / "eval_results.json", {"split": split, "tasks": results})
+        return results
+    if path.is_dir():
+        task_dir(path, task)  # --task on a one-task run: refused
+        return _evaluate_run(path, split, overrides, console)
+    if not path.is_file():
+        raise TunelabError(f"{path}: no such run directory or config file")
+    cfg = load_config(path, list(overrides))
+    if cfg.task_names or task:
+        chosen = [cfg.data.task(task).name] if task and cfg.task_names else cfg.task_names
+        if not chosen:
+            task_dir(cfg.run_dir, task)  # --task on a one-task config: refused
+        return {name: _evaluate_base(cfg.for_task(name), split, console) for name in chosen}
+    return _evaluate_base(cfg, split, console)
+
+
+def _evaluate_run(
+    path: Path, split: str | None, overrides: Sequence[str], console: Console | None
+) -> dict[str, Any]:
+    """Evaluate the trained model of the run directory ``path``."""
+    from tunelab.data import prepare_data
+    from tunelab.inference import load
+
+    if not (path / "config.yaml").is_file():
+        raise TunelabError(f"{path}: not a run directory (no config.yaml)")
+    cfg = load_config(path / "config.yaml", [f"output.dir={path}", *overrides])
+    cfg = with_stored_rendering(cfg, path / "model")  # render as the model was trained
+    check_metrics(cfg)
+    loaded = load(path)
+    prepared = prepare_data(cfg, loaded.tokenizer)
+    results = evaluate_model(
+        cfg, loaded.model, loaded.tokenizer, prepared, split=split, console=console
+    )
+    _prompting(cfg, console)
+    return results
+
+
+def _evaluate_base(cfg: RunConfig, split: str | None, console: Console | None) -> dict[str, Any]:
+    """Evaluate the base model of ``cfg`` (results in ``output.dir/eval_base``)."""
     from tunelab.data import prepare_data
     from tunelab.models import load_model, load_tokenizer
 
-    path = Path(target)
-    if path.is_dir():
-        if not (path / "config.yaml").is_file():
-            raise TunelabError(f"{path}: not a run directory (no config.yaml)")
-        from tunelab.inference import load
-
-        cfg = load_config(path / "config.yaml", [f"output.dir={path}", *overrides])
-        cfg = with_stored_rendering(cfg, path / "model")  # render as the model was trained
-        check_metrics(cfg)
-        loaded = load(path)
-        model, tokenizer, fine_tuned = loaded.model, loaded.tokenizer, True
-        prepared = prepare_data(cfg, tokenizer)
-    elif path.is_file():
-        cfg = load_config(path, list(overrides))
-        check_metrics(cfg)
-        tokenizer = load_tokenizer(cfg.model)
-        prepared = prepare_data(cfg, tokenizer)
-        model, fine_tuned = load_model(cfg.model, cfg.task, prepared.label_names), False
-    else:
-        raise TunelabError(f"{path}: no such run directory or config file")
+    check_metrics(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    prepared = prepare_data(cfg, tokenizer)
+    model = load_model(cfg.model, cfg.task, prepared.label_names)
     results = evaluate_model(
-        cfg, model, tokenizer, prepared, split=split, console=console, fine_tuned=fine_tuned
+        cfg, model, tokenizer, prepared, split=split, console=console, fine_tuned=False
     )
+    _prompting(cfg, console)
+    return results
+
+
+def _prompting(cfg: RunConfig, console: Console | None) -> None:
     if cfg.eval.prompting_baseline:
         from tunelab.evaluate.prompting import compare_prompting
 
         compare_prompting(cfg, console=console)
-    return results
 
 
 def evaluate_model(

@@ -337,6 +337,8 @@ def save(loop: Loop, state: LoopState, stopper: EarlyStopping) -> None:
         "scheduler": loop.scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
     }
+    if hasattr(loop.data.sampler, "state_dict"):  # data.tasks: each task's position
+        info["sampler"] = loop.data.sampler.state_dict(state.epoch, state.batch_in_epoch)
     path = checkpoints_dir(loop.run_dir) / f"step-{state.step}"
     model = loop.backend.unwrap(loop.model)
     save_checkpoint(path, model, loop.optimizer, info, write=accelerator.is_main_process)

@@ -16,6 +16,7 @@ from tunelab.train.checkpoint import config_hash
 from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.loop import Loop, LoopState
 from tunelab.train.monitor import memory_limit_mb, peak_memory_mb, print_summary
+from tunelab.train.multitask import save_task_results
 from tunelab.train.precision import recommend
 from tunelab.train.sampler import padding_fraction
 
@@ -90,6 +91,11 @@ def save_results(
     and the prompting baseline when ``eval.prompting_baseline`` is set."""
     from tunelab.methods import save_artifact, write_model_card
 
+    if cfg.task_names:  # data.tasks: one run folder per task (tunelab.train.multitask)
+        final_metrics = save_task_results(cfg, model, tokenizer, prepared, console)
+        atomic_write_json(cfg.run_dir / "train_summary.json", summary)
+        print_summary(console, summary, cfg.run_dir)
+        return final_metrics
     save_artifact(model, cfg, cfg.run_dir / "model", tokenizer, prepared.label_names)
     atomic_write_json(cfg.run_dir / "train_summary.json", summary)
     print_summary(console, summary, cfg.run_dir)

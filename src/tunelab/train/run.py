@@ -35,12 +35,22 @@ from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.fast_dropout import use_fast_dropout
 from tunelab.train.loop import Loop, LoopState, TrainData, fit, total_steps_for
 from tunelab.train.monitor import Monitor, check_trackers, truncate_metrics
+from tunelab.train.multitask import (
+    load_multihead,
+    multitask_data,
+    prepare_tasks,
+    task_labels,
+    task_loss,
+    task_runs,
+    task_validator,
+)
 from tunelab.train.objective import loss_fn_for
 from tunelab.train.oom import InjectedOom
 from tunelab.train.optim import build_optimizer
 from tunelab.train.precision import compile_model, precision_warning
 from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
 from tunelab.train.results import run_summary, save_results
+from tunelab.train.rows import training_rows
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.schedule import build_scheduler, reschedule
 from tunelab.train.startup import resume_notes, template_note
@@ -83,6 +93,7 @@ def train(
     from tunelab.models import load_tokenizer
 
     console = console or Console()
+    multi = bool(cfg.task_names)
     if cfg.stages is not None:
         raise TunelabError("a config with stages: trains through tunelab.train.train")
     check_run(cfg, console)  # refuse a config that cannot finish before anything is written
@@ -98,20 +109,24 @@ def train(
     resume_from = prepare_run_dir(cfg, resume, accelerator, console)
     set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
-    template = template_note(cfg, tokenizer)
-    if template and accelerator.is_main_process:
-        console.print(template)
+    for name in cfg.task_names or [None]:
+        template = template_note(cfg.for_task(name) if name else cfg, tokenizer)
+        if template and accelerator.is_main_process:
+            console.print(f"{name}: {template}" if name else template)
     with accelerator.main_process_first():
-        prepared = prepare_data(cfg, tokenizer)
-    check_splits(cfg, prepared.splits)
-    model = build_model(cfg, prepared.label_names)
+        prepared = prepare_tasks(cfg, tokenizer) if multi else prepare_data(cfg, tokenizer)
+    for task_cfg, data in task_runs(cfg, prepared):
+        check_splits(task_cfg, data.splits)
+    labels = task_labels(prepared) if multi else prepared.label_names
+    model = build_model(cfg, labels)
     params = trainable_summary(model)
     if accelerator.is_main_process:
-        print_warnings(prepared.report, console)
+        for _, data in task_runs(cfg, prepared):
+            print_warnings(data.report, console)
         print_trainable_summary(params, console)
         dump_config(cfg, cfg.run_dir / "config.yaml")
 
-    loop = build_loop(cfg, backend, model, tokenizer.pad_token_id, prepared.splits, console)
+    loop = build_loop(cfg, backend, model, tokenizer.pad_token_id, prepared, console)
     loop.on_eval = on_eval
     state, stopper = LoopState(), EarlyStopping(cfg.train.early_stopping)
     if resume_from is not None:
@@ -128,7 +143,7 @@ def train(
         return TrainResult(cfg.run_dir, None, reason, state.step, stopper.best, stopper.best_step)
 
     # the final artifact is the best checkpoint by the early-stopping metric (else the last)
-    model = backend.whole_model(loop.model, lambda: build_model(cfg, prepared.label_names))
+    model = backend.whole_model(loop.model, lambda: build_model(cfg, labels))
     if model is not None and stopper.best_step is not None:
         load_weights(checkpoints_dir(cfg.run_dir) / f"step-{stopper.best_step}", model)
     summary = run_summary(cfg, state, stopper, params, loop, started)
@@ -143,12 +158,18 @@ def train(
     )  # fmt: skip
 
 
-def build_model(cfg: RunConfig, label_names: list[str] | None) -> nn.Module:
-    """Load the pretrained model, override its dropout and apply the fine-tuning method."""
+def build_model(cfg: RunConfig, label_names: list[str] | dict[str, list[str]] | None) -> nn.Module:
+    """Load the pretrained model, override its dropout and apply the fine-tuning method.
+
+    ``label_names`` as ``{task: labels}``: the shared encoder with one head per task.
+    """
     from tunelab.methods import apply_method
     from tunelab.models import load_model
 
-    model = load_model(cfg.model, cfg.task, label_names)
+    if isinstance(label_names, dict):
+        model = load_multihead(cfg, label_names)
+    else:
+        model = load_model(cfg.model, cfg.task, label_names)
     set_dropout(model, cfg.train.dropout, cfg.train.attention_dropout)
     model = apply_method(model, cfg.method, cfg.task)
     if cfg.model.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
@@ -161,12 +182,22 @@ def build_loop(
     backend: Backend,
     model: nn.Module,
     pad_token_id: int,
-    splits: dict[str, Any],
+    prepared: Any,
     console: Console,
 ) -> Loop:
-    """Data, optimizer, schedule and validation around the model, prepared by ``backend``."""
+    """Data, optimizer, schedule and validation around the model, prepared by ``backend``
+    (``prepared``: the PreparedData, or ``{task: PreparedData}`` for ``data.tasks``)."""
     accelerator = backend.accelerator
-    data = train_data(cfg, splits["train"], model, pad_token_id, accelerator)
+    multi = isinstance(prepared, dict)
+    if multi:
+        if cfg.task == "classification" and accelerator.num_processes > 1:
+            raise TunelabError(
+                "data.tasks with classification heads trains in one process (each batch "
+                "leaves the other heads unused, which DDP refuses); launch it without torchrun"
+            )
+        data = multitask_data(cfg, prepared, model, pad_token_id, accelerator)
+    else:
+        data = train_data(cfg, prepared.splits["train"], model, pad_token_id, accelerator)
     total_steps = total_steps_for(cfg.train, data.batches_per_epoch)
     if cfg.train.fast_dropout and accelerator.device.type == "cpu":
         use_fast_dropout(model)
@@ -179,9 +210,13 @@ def build_loop(
             console.print(message)
     model, optimizer = backend.prepare(model, optimizer)
     validator = None
-    if "validation" in splits:
+    if multi:
+        validator = task_validator(cfg, prepared, pad_token_id, accelerator.device)
+    elif "validation" in prepared.splits:
         batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
-        loader = validation_loader(splits["validation"], PadCollator(pad_token_id), batch_size)
+        loader = validation_loader(
+            prepared.splits["validation"], PadCollator(pad_token_id), batch_size
+        )
         validator = make_validator(loader, cfg.task, accelerator.device)
     loss_fn = loss_fn_for(cfg.task, cfg.train.loss_chunk_size)
     injected_oom = InjectedOom.from_env()  # the out-of-memory test hook
@@ -193,7 +228,7 @@ def build_loop(
         optimizer=optimizer,
         scheduler=scheduler,
         data=data,
-        loss_fn=loss_fn,
+        loss_fn=task_loss(cfg, loss_fn) if multi else loss_fn,
         task=cfg.task,
         cfg=cfg.train,
         run_dir=cfg.run_dir,
@@ -337,7 +372,8 @@ def finished_run(cfg: RunConfig) -> dict[str, Any] | None:
     """
     recover_dir(cfg.run_dir / "model")
     path = cfg.run_dir / "train_summary.json"
-    if not path.is_file() or not (cfg.run_dir / "model" / "tunelab_method.json").is_file():
+    model_file = "tunelab_tasks.json" if cfg.task_names else "tunelab_method.json"
+    if not path.is_file() or not (cfg.run_dir / "model" / model_file).is_file():
         return None
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
@@ -375,25 +411,19 @@ def restore(loop: Loop, path: Path, stopper: EarlyStopping) -> tuple[LoopState, 
     if scaler is not None and state["scaler"] is not None:
         scaler.load_state_dict(state["scaler"])
     stopper.load_state_dict(state["early_stopping"])
+    loop_state = LoopState(**state["loop"])
+    if "sampler" in state:
+        loop.data.sampler.check_state(state["sampler"], loop_state.epoch, loop_state.batch_in_epoch)
     if accelerator.is_main_process:
         truncate_metrics(loop.run_dir, state["step"])
-    return LoopState(**state["loop"]), stopper
+    return loop_state, stopper
 
 
 def train_data(
     cfg: RunConfig, dataset: Any, model: nn.Module, pad_token_id: int, accelerator: Any
 ) -> TrainData:
     """Rows (packed for ``train.packing``), collate function and this process's sampler."""
-    if cfg.train.packing:
-        from tunelab.train.packing import PackedCollator, pack_examples
-
-        rows: Any = pack_examples(dataset["input_ids"], dataset["labels"], cfg.data.max_length)
-        attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
-        collate: Any = PackedCollator(attn, pad_token_id)
-        lengths = [len(row["input_ids"]) for row in rows]
-    else:
-        rows, collate = dataset, PadCollator(pad_token_id)
-        lengths = [len(ids) for ids in dataset["input_ids"]]
+    rows, collate, lengths = training_rows(cfg, dataset, model, pad_token_id)
     sampler = LengthGroupedBatchSampler(
         lengths,
         cfg.train.batch_size,

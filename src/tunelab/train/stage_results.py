@@ -55,6 +55,8 @@ def finish_run(
     final_metrics = None
     if os.environ.get("RANK", "0") == "0":
         link_tree(stage_cfgs[-1].run_dir / "model", cfg.run_dir / "model")
+        if stage_cfgs[-1].task_names:  # data.tasks: each task's run folder too
+            link_tree(stage_cfgs[-1].run_dir / "tasks", cfg.run_dir / "tasks")
         atomic_write_json(cfg.run_dir / "train_summary.json", summary)
         print_stages(console, summary["stages"])
         print_summary(console, summary, cfg.run_dir)
@@ -132,7 +134,8 @@ def write_card(
     from tunelab.methods import write_model_card
 
     best = {summary["best_metric_name"]: summary["best_metric"]}
-    card_cfg = last.model_copy(update={"output": cfg.output})
+    card_cfg = last.for_task(last.task_names[0]) if last.task_names else last
+    card_cfg = card_cfg.model_copy(update={"output": cfg.output})
     path = write_model_card(cfg.run_dir, card_cfg, {**best, **(metrics or {})})
     rows = [
         f"- {s['name']}: {s['steps']} steps, best {s['best_metric_name']} {s['best_metric']}"

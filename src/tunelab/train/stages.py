@@ -30,6 +30,7 @@ from tunelab.config import RunConfig, dump_config, load_config, resolve_stages
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_json
 from tunelab.preflight import check_run
+from tunelab.task_runs import TASKS_FILE, handoff_model
 from tunelab.train.checkpoint import config_hash, latest_checkpoint, resumable, run_settings
 from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
 from tunelab.train.run import TrainResult, finished_run
@@ -39,6 +40,7 @@ from tunelab.train.stage_results import finish_run, join_metrics
 STAGES_DIR = "stages"
 HANDOFF_DIR = "handoff"
 PLAN_FILE = "stages.json"
+METHOD_FILE = "tunelab_method.json"
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,8 @@ def train_stages(
         if result.stop_reason == "interrupted":
             return replace(result, run_dir=cfg.run_dir)
         fresh = result.stop_reason != "already_finished"
-        if stage.handoff is not None and (fresh or not (stage.handoff / "config.json").is_file()):
+        handed = handoff_model(stage.handoff, stage.cfg, stage.cfg) if stage.handoff else None
+        if handed is not None and (fresh or not (handed / "config.json").is_file()):
             hand_on(stage, main)
     return finish_run(cfg, {s.name: s.cfg for s in stages}, stages_hash(stages), console)
 
@@ -125,7 +128,7 @@ def plan(cfg: RunConfig) -> list[Stage]:
         raw["output"]["dir"] = str(root / STAGES_DIR / folder)
         raw["eval"].update(at_end=False, prompting_baseline=False)
         if stages:
-            previous = stages[-1].handoff
+            previous = handoff_model(stages[-1].handoff, stages[-1].cfg, stage_cfg)
             raw["model"].update(name_or_path=str(previous), tokenizer=None, gguf_file=None)
         handoff = root / HANDOFF_DIR / folder if i < len(resolved) - 1 else None
         stages.append(Stage(i, entry.name, load_config(raw), handoff))
@@ -243,7 +246,8 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any], handed_on: bool) -> l
 def finished_stages(cfg: RunConfig, stages: list[Stage]) -> dict[str, Any] | None:
     """The run's ``train_summary.json`` when every stage and the run itself are finished."""
     path = cfg.run_dir / "train_summary.json"
-    if not path.is_file() or not (cfg.run_dir / "model" / "tunelab_method.json").is_file():
+    model = cfg.run_dir / "model"
+    if not path.is_file() or not any((model / f).is_file() for f in (METHOD_FILE, TASKS_FILE)):
         return None
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
