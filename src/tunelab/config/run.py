@@ -10,6 +10,7 @@ from pydantic.fields import FieldInfo
 
 from tunelab.config.data import DataConfig
 from tunelab.config.eval import EvalConfig
+from tunelab.config.federated import FederatedConfig
 from tunelab.config.method import METHODS, MethodConfig, default_method, method_union, set_methods
 from tunelab.config.model import ModelConfig
 from tunelab.config.output import OutputConfig
@@ -40,6 +41,9 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
     output: OutputConfig = Field(description="Where results go.")
+    federated: FederatedConfig | None = Field(
+        default=None, description="Federated fine-tuning (tunelab federated); None: off."
+    )
 
     @model_validator(mode="after")
     def _cross_sections(self) -> RunConfig:
@@ -58,6 +62,15 @@ class RunConfig(Section):
         if self.train.packing and METHODS[name].virtual_tokens:
             raise ValueError(
                 f"train.packing does not work with method {name} (it prepends virtual tokens)"
+            )
+        if (
+            self.federated
+            and self.federated.partition.kind == "dirichlet"
+            and task != "classification"
+        ):
+            raise ValueError(
+                "federated.partition.kind dirichlet splits by label and needs data.format "
+                "classification; use kind: iid (or files)"
             )
         return self
 
