@@ -47,8 +47,11 @@ def fingerprint(model: nn.Module) -> str:
 
 
 def in_order(arrays: Any, keys: list[str]) -> Any:
-    """``arrays`` with its entries in ``keys``' order (the model's parameter order, which
-    clients send and Flower's DP clipping pairs by position)."""
-    from flwr.app import ArrayRecord
+    """``arrays`` as fp32 in ``keys``' order: the model's parameter order, which clients send
+    and Flower's DP clipping pairs by position (the strategies' NumPy math returns fp64)."""
+    import numpy as np
+    from flwr.app import Array, ArrayRecord
 
-    return ArrayRecord({key: arrays[key] for key in keys})
+    return ArrayRecord(
+        {key: Array.from_numpy_ndarray(arrays[key].numpy().astype(np.float32)) for key in keys}
+    )
