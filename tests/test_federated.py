@@ -281,3 +281,104 @@ def test_a_failing_client_fails_the_round_or_is_skipped(flower_ids):
         split_replies([ok, crash], nodes, "fail", 3)
     valid, failures = split_replies([ok, crash], nodes, "skip", 3)
     assert valid == [ok] and failures == ["client 1: out of memory"]
+
+
+# --- the command line and the shipped example ------------------------------------------
+
+
+def test_command_without_a_federated_section_is_one_line():
+    import subprocess
+    import sys
+
+    example = Path(__file__).parents[1] / "examples" / "quickstart.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "tunelab.cli", "federated", str(example)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: the config has no federated: section; add one (docs/federated.md) or use "
+        "tunelab train"
+    ]
+
+
+@pytest.mark.integration
+def test_shipped_example_runs_two_short_rounds(tmp_path):
+    from tunelab.federated import federate
+
+    example = Path(__file__).parents[1] / "examples" / "federated.yaml"
+    cfg = load_config(
+        example,
+        [
+            f"output.dir={tmp_path / 'run'}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.max_samples=200",
+            "data.max_length=64",
+            "train.batch_size=8",
+            "federated.rounds=2",
+            "federated.local_steps=2",
+        ],
+    )
+    result = federate(cfg)
+    assert result.stop_reason == "completed"
+    evals = [r for r in rows(tmp_path / "run") if r["type"] == "eval"]
+    assert [r["round"] for r in evals] == [1, 2]
+    fed = json.loads((tmp_path / "run" / "train_summary.json").read_text())["federated"]
+    assert len(fed["partition"]["rows"]) == 4 and fed["trainable_bytes"] < fed["full_model_bytes"]
+    metrics = json.loads((tmp_path / "run" / "eval_results.json").read_text())["metrics"]
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+# --- one column value per client ---------------------------------------------------------
+
+
+def column_raw(tmp_path: Path, sources: list[str]) -> dict[str, Any]:
+    """Rows tagged with a ``source`` column, and a separate validation file."""
+    lines = [
+        json.dumps(
+            {"text": f"row {i} text", "label": "ab"[i % 2], "source": sources[i % len(sources)]}
+        )
+        for i in range(30)
+    ]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "v.jsonl").write_text("\n".join(lines[:4]) + "\n")
+    raw = fed_raw(tmp_path, tmp_path / "d.jsonl", tmp_path / "run")
+    raw["data"]["validation_path"] = str(tmp_path / "v.jsonl")
+    raw["federated"]["partition"] = {"kind": "column", "column": "source"}
+    return raw
+
+
+def test_column_partition_gives_each_client_one_value(tmp_path):
+    from tunelab.federated.client import client_config
+
+    raw = column_raw(tmp_path, ["north", "east", "south"])
+    cfg = load_config(raw)
+    for partition, value in enumerate(["east", "north", "south"]):  # sorted values
+        view, got, own_file = client_config(
+            cfg.model_dump(mode="json"), {"partition-id": partition}
+        )
+        assert got == partition and own_file
+        rows = [json.loads(line) for line in Path(view.data.path).read_text().splitlines()]
+        assert len(rows) == 10 and {r["source"] for r in rows} == {value}
+        assert view.data.validation_path is None and view.data.split.train == 1.0
+
+
+def test_column_partition_errors_are_one_line(tmp_path):
+    from tunelab.federated.columns import column_groups
+
+    raw = column_raw(tmp_path, ["north", "east"])  # 2 values for 3 clients
+    with pytest.raises(
+        TunelabError, match=r"'source' has 2 values \(east, north\) but federated\.clients is 3"
+    ):
+        column_groups(load_config(raw))
+    raw["federated"]["partition"]["column"] = "hospital"
+    with pytest.raises(
+        TunelabError,
+        match=r"column 'hospital' is not a column of .*d\.jsonl:1 \(columns: label, source, text\)",
+    ):
+        column_groups(load_config(raw))
+    del raw["data"]["validation_path"]
+    with pytest.raises(ConfigError, match=r"kind column needs data\.validation_path"):
+        load_config(raw)

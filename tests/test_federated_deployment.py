@@ -52,14 +52,15 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-def wait_for_port(port: int, timeout: float = 60.0) -> None:
+def wait_for_port(port: int, log: Path, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.5)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+    tail = log.read_text(errors="replace")[-2000:]
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s:\n{tail}")
 
 
 @pytest.mark.integration
@@ -102,7 +103,7 @@ def test_two_supernodes_on_loopback(tmp_path, tiny_bert_dir):
                 env,
             )
         )
-        wait_for_port(port)
+        wait_for_port(port, tmp_path / "superlink.log")
         for i in range(2):
             node_config = f"partition-id={i} data-path='{tmp_path / f'client{i}.jsonl'}'"
             command = [str(BIN / "flower-supernode"), "--insecure"]

@@ -27,16 +27,20 @@ STRATEGY_OPTIONS = (
 class PartitionConfig(Section):
     """How the train split is shared out among the clients."""
 
-    kind: Literal["iid", "dirichlet", "files"] = Field(
+    kind: Literal["iid", "dirichlet", "files", "column"] = Field(
         default="iid",
         description="iid: a seeded shuffle cut into equal parts; dirichlet: per-label shares "
-        "drawn from Dirichlet(alpha) (classification only); files: one data file per client.",
+        "drawn from Dirichlet(alpha) (classification only); files: one data file per client; "
+        "column: one value of a data column per client.",
     )
     alpha: float = Field(
         default=0.5, gt=0, description="dirichlet: concentration (small = more skewed clients)."
     )
     files: list[str] | None = Field(
         default=None, description="files: one training file per client, in client order."
+    )
+    column: str | None = Field(
+        default=None, description="column: the data column whose values name the clients."
     )
     seed: int = Field(default=42, description="Seed of the partition.")
 
@@ -46,6 +50,8 @@ class PartitionConfig(Section):
             raise ValueError("kind files needs files: [one path per client]")
         if self.kind != "files" and self.files:
             raise ValueError(f"files is set but kind is {self.kind!r}; set kind: files")
+        if (self.kind == "column") != (self.column is not None):
+            raise ValueError("kind column and column: NAME go together")
         return self
 
 

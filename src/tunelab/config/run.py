@@ -72,6 +72,15 @@ class RunConfig(Section):
                 "federated.partition.kind dirichlet splits by label and needs data.format "
                 "classification; use kind: iid (or files)"
             )
+        if (
+            self.federated
+            and self.federated.partition.kind == "column"
+            and not self.data.validation_path
+        ):
+            raise ValueError(
+                "federated.partition.kind column needs data.validation_path (otherwise the "
+                "global validation rows would also be in a client's data)"
+            )
         return self
 
     @property

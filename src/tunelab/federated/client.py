@@ -27,8 +27,9 @@ client_app = ClientApp()
 _TRAINERS: dict[str, LocalTrainer] = {}  # one per config and client, kept for the process
 
 
-def client_config(run_config: dict[str, Any], node: dict[str, Any]) -> tuple[RunConfig, int]:
-    """The client's view of the run config, and its partition id."""
+def client_config(run_config: dict[str, Any], node: dict[str, Any]) -> tuple[RunConfig, int, bool]:
+    """The client's view of the run config, its partition id, and whether it has a data
+    file of its own (else it takes its partition of the train split)."""
     raw = json.loads(json.dumps(run_config))
     fed = raw["federated"]
     partition = int(node.get("partition-id", 0))
@@ -39,16 +40,25 @@ def client_config(run_config: dict[str, Any], node: dict[str, Any]) -> tuple[Run
         )
     files = fed["partition"]["files"]
     own_file = node.get("data-path") or (files[partition] if files else None)
+    workspace = cache_root() / "federated-clients"
+    if fed["partition"]["kind"] == "column" and not own_file:
+        from tunelab.federated.columns import write_client_file
+
+        key = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
+        own_file = write_client_file(
+            load_config(raw), partition, workspace / f"column-{key}-{partition}"
+        )
     if own_file:
         raw["data"].update(path=str(own_file), validation_path=None, test_path=None)
         raw["data"]["split"].update(train=1.0, validation=0.0, test=0.0)
+        fed["partition"] = {"kind": "iid"}  # the whole file is this client's
     if node.get("model-path"):
         raw["model"]["name_or_path"] = str(node["model-path"])
     key = hashlib.sha256(json.dumps([raw, partition], sort_keys=True).encode()).hexdigest()[:16]
-    raw["output"]["dir"] = str(cache_root() / "federated-clients" / f"{key}-{partition}")
+    raw["output"]["dir"] = str(workspace / f"{key}-{partition}")
     raw["train"]["report_to"] = []
     raw["eval"]["at_end"] = False
-    return load_config(raw), partition
+    return load_config(raw), partition, bool(own_file)
 
 
 def trainer_for(content: RecordDict, node: dict[str, Any]) -> tuple[LocalTrainer, int]:
@@ -57,13 +67,13 @@ def trainer_for(content: RecordDict, node: dict[str, Any]) -> tuple[LocalTrainer
     from tunelab.models import load_tokenizer
 
     run_config = json.loads(str(content["config"]["run_config"]))
-    cfg, partition = client_config(run_config, node)
+    cfg, partition, own_file = client_config(run_config, node)
     key = f"{cfg.output.dir}"
     if key not in _TRAINERS:
         prepared = prepare_data(cfg, load_tokenizer(cfg.model))
         rows = prepared.splits["train"]
         fed = cfg.federated
-        if not (node.get("data-path") or fed.partition.files):
+        if not own_file:
             labels = rows["labels"] if cfg.task == "classification" else None
             parts = partition_rows(
                 fed.partition.kind, fed.clients, len(rows), labels, fed.partition.alpha,

@@ -87,6 +87,10 @@ def partition_report(cfg: RunConfig, train_rows: Any) -> dict[str, Any]:
     fed = cfg.federated
     if fed.partition.kind == "files":
         return {"kind": "files", "files": fed.partition.files}
+    if fed.partition.kind == "column":
+        from tunelab.federated.columns import column_groups
+
+        return {"kind": "column", "rows": [len(group) for group in column_groups(cfg)]}
     labels = train_rows["labels"] if cfg.task == "classification" else None
     parts = partition_rows(
         fed.partition.kind,
