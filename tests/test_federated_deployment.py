@@ -89,6 +89,7 @@ def test_two_supernodes_on_loopback(tmp_path, tiny_bert_dir):
     env = {
         **os.environ,
         "FLWR_HOME": str(home),
+        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),  # flower-superexec
         "FLWR_TELEMETRY_ENABLED": "0",
         "FLWR_DISABLE_UPDATE_CHECK": "1",
         "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
