@@ -48,12 +48,15 @@ class LocalTrainer:
 
 def build_trainer(cfg: RunConfig, dataset: Any, label_names: list[str] | None) -> LocalTrainer:
     """The loop of tunelab training around ``dataset`` (this client's tokenised rows)."""
+    from accelerate.utils import set_seed
+
     from tunelab.federated.transport import fingerprint
     from tunelab.models import load_tokenizer
     from tunelab.train.run import build_loop, build_model, make_backend
 
     console = Console(quiet=True)
     backend = make_backend(cfg, console)
+    set_seed(cfg.train.seed)  # new heads start as the server's (their frozen copies count)
     model = build_model(cfg, label_names)
     base_print = fingerprint(model)
     pad = load_tokenizer(cfg.model).pad_token_id

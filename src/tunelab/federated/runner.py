@@ -122,11 +122,11 @@ def serve(grid: Any, cfg: RunConfig, resume: bool | None, console: Console) -> T
     fed = cfg.federated
     backend = make_backend(cfg, console)
     resume_from = start_dir(cfg, resume, console)
-    set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
     prepared = prepare_data(cfg, tokenizer)
     check_splits(cfg, prepared.splits)
     partitions = partition_report(cfg, prepared.splits["train"])
+    set_seed(cfg.train.seed)  # as each client does: newly initialised heads match
     model = build_model(cfg, prepared.label_names)
     base_print = fingerprint(model)
     dump_config(cfg, cfg.run_dir / "config.yaml")
