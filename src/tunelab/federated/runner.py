@@ -183,9 +183,11 @@ def serve(grid: Any, cfg: RunConfig, resume: bool | None, console: Console) -> T
                 f"early stopping after round {server_round} ({stopper.describe()} = best round)"
             )
             break
-    return finish(
+    result = finish(
         cfg, (model, tokenizer, prepared), stopper, history, partitions, reason, started, console
     )
+    backend.accelerator.end_training()  # flush and close the trackers (TensorBoard)
+    return result
 
 
 def global_validator(cfg: RunConfig, prepared: Any, pad_token_id: int, device: Any) -> Any:
