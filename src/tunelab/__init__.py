@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "prepare_data": ("tunelab.data", "prepare_data"),
     "finetune": ("tunelab.train", "train"),
+    "federate": ("tunelab.federated", "federate"),
     "evaluate_run": ("tunelab.evaluate", "evaluate"),
     "compare_prompting": ("tunelab.evaluate", "compare_prompting"),
     "export_run": ("tunelab.export", "export_run"),

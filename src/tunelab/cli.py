@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "schema": "tunelab.config_commands:schema",
     "data": "tunelab.data.commands:app",
     "train": "tunelab.train.commands:train",
+    "federated": "tunelab.federated.commands:federated",
     "eval": "tunelab.evaluate.commands:evaluate",
     "compare-prompting": "tunelab.evaluate.commands:compare_prompting",
     "export": "tunelab.export_commands:export",

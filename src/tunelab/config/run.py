@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 
 from tunelab.config.eval import EvalConfig
+from tunelab.config.federated import FederatedConfig
 from tunelab.config.method import METHODS, MethodConfig, default_method, method_union, set_methods
 from tunelab.config.model import ModelConfig
 from tunelab.config.output import OutputConfig
@@ -56,6 +57,10 @@ class RunConfig(Section):
         "with (see docs/training.md, Stages); None: one stage, the sections above.",
     )
 
+    federated: FederatedConfig | None = Field(
+        default=None, description="Federated fine-tuning (tunelab federated); None: off."
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _one_task(cls, values: Any) -> Any:
@@ -88,6 +93,29 @@ class RunConfig(Section):
         if self.train.packing and METHODS[name].virtual_tokens:
             raise ValueError(
                 f"train.packing does not work with method {name} (it prepends virtual tokens)"
+            )
+        if self.federated and (self.stages or isinstance(self.data, MultiTaskData)):
+            raise ValueError(
+                "federated: takes one stage over one dataset; remove stages: / data.tasks, "
+                "or train them with tunelab train"
+            )
+        if (
+            self.federated
+            and self.federated.partition.kind == "dirichlet"
+            and task != "classification"
+        ):
+            raise ValueError(
+                "federated.partition.kind dirichlet splits by label and needs data.format "
+                "classification; use kind: iid (or files)"
+            )
+        if (
+            self.federated
+            and self.federated.partition.kind == "column"
+            and not self.data.validation_path
+        ):
+            raise ValueError(
+                "federated.partition.kind column needs data.validation_path (otherwise the "
+                "global validation rows would also be in a client's data)"
             )
         return self
 
