@@ -51,14 +51,26 @@ def boundary_layout(boundaries: list[tuple[int, str]]) -> dict[str, Any]:
                            "y0": 0, "y1": 1, "line": {"color": "#6e7781", "dash": "dash",
                                                       "width": 1.5}})  # fmt: skip
         notes.append({"x": step, "y": 1, "xref": "x", "yref": "paper", "text": f"stage: {stage}",
-                      "showarrow": False, "xanchor": "left", "yanchor": "bottom",
+                      "showarrow": False, "xanchor": "left", "yanchor": "top",
+                      "bgcolor": "rgba(255,255,255,0.8)",
                       "font": {"size": 11, "color": "#57606a"}})  # fmt: skip
     return {"shapes": shapes, "annotations": notes} if boundaries else {}
 
 
-def step_axes(y_title: str, log: bool = False) -> dict[str, Any]:
-    """Layout of a chart over optimizer steps."""
+FEW_STEPS = 12  # up to this many steps, every step gets a tick (no fractional steps)
+
+
+def step_axes(y_title: str, last_step: int = 0, log: bool = False) -> dict[str, Any]:
+    """Layout of a chart over optimizer steps (``last_step``: the run's last logged step)."""
     yaxis: dict[str, Any] = {"title": {"text": y_title}}
     if log:
         yaxis["type"] = "log"
-    return {"xaxis": {"title": {"text": "step"}}, "yaxis": yaxis}
+    xaxis: dict[str, Any] = {"title": {"text": "step"}}
+    if 0 < last_step <= FEW_STEPS:
+        xaxis["dtick"] = 1
+    return {"xaxis": xaxis, "yaxis": yaxis}
+
+
+def last_step(runs: Sequence[RunData]) -> int:
+    """The largest step any of ``runs`` logged (0 without metrics)."""
+    return max((row["step"] for run in runs for row in run.metrics), default=0)

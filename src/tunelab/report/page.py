@@ -129,14 +129,14 @@ class Page:
         chart_id = f"chart-{self.count}"
         layout = {
             "title": {"text": title, "font": {"size": 15}, "x": 0.01, "xanchor": "left"},
-            "margin": {"l": 60, "r": 20, "t": 44, "b": 48},
-            "height": 340,
+            "margin": {"l": 64, "r": 20, "t": 44, "b": 84},
+            "height": 360,
             "template": None,
             "paper_bgcolor": "#fff",
             "plot_bgcolor": "#fff",
             "xaxis": {"gridcolor": "#eaeef2", "zeroline": False},
-            "yaxis": {"gridcolor": "#eaeef2", "zeroline": False},
-            "legend": {"orientation": "h", "y": -0.2},
+            "yaxis": {"gridcolor": "#eaeef2", "zeroline": False, "exponentformat": "e"},
+            "legend": {"orientation": "h", "y": -0.3, "yanchor": "top"},
             "hovermode": "closest",
         }
         layout = merge(layout, figure.get("layout", {}))
