@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -192,9 +194,6 @@ def test_live_report_reloads_and_a_finished_one_does_not(tmp_path):
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-m", "tunelab.cli", "report", str(tmp_path)],
         capture_output=True,
@@ -204,3 +203,18 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().startswith(f"error: {tmp_path}: not a run directory")
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2
+
+
+def test_output_report_false_turns_the_training_report_off(tmp_path):
+    from rich.console import Console
+
+    from tunelab.config import load_config
+    from tunelab.train.run import run_report
+
+    raw = {"model": {"name_or_path": "m"}, "data": {"path": "d.jsonl", "format": "text"},
+           "output": {"dir": str(tmp_path / "run")}}  # fmt: skip
+    assert run_report(load_config({**raw, "output": {**raw["output"], "report": False}}),
+                      Console()) is None  # fmt: skip
+    hook = run_report(load_config(raw), Console())
+    staged_run(tmp_path / "run")
+    assert hook(True) is True and "location.reload()" in (tmp_path / "run/report.html").read_text()
