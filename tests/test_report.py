@@ -218,3 +218,12 @@ def test_output_report_false_turns_the_training_report_off(tmp_path):
     hook = run_report(load_config(raw), Console())
     staged_run(tmp_path / "run")
     assert hook(True) is True and "location.reload()" in (tmp_path / "run/report.html").read_text()
+
+
+def test_a_long_run_is_thinned_to_keep_the_page_light(tmp_path):
+    run = staged_run(tmp_path / "long")
+    rows = [{"type": "train", "step": s, "loss": 1.0 + s % 7} for s in range(1, 5002)]
+    write_jsonl(run / "metrics.jsonl", rows)
+    trace = by_title(Path(write_report([run])).read_text())["loss"]["data"][0]
+    assert len(trace["x"]) <= 2000 and trace["x"][0] == 1 and trace["x"][-1] == 5001
+    assert all(y == 1.0 + x % 7 for x, y in zip(trace["x"], trace["y"], strict=True))

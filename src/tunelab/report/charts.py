@@ -11,14 +11,24 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
           "#17becf", "#bcbd22", "#7f7f7f")  # fmt: skip
 
 
-def series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of the rows that hold a number under ``key``."""
+MAX_POINTS = 2000  # a longer series is thinned to every k-th point (the last one kept)
+
+
+def series(
+    rows: Sequence[dict[str, Any]], key: str, max_points: int = MAX_POINTS
+) -> tuple[list[int], list[float]]:
+    """(steps, values) of the rows that hold a number under ``key``, at most ``max_points``
+    of them (every k-th row and the last), so a long run's page stays light."""
     steps, values = [], []
     for row in rows:
         value = row.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             steps.append(row["step"])
             values.append(float(value))
+    stride = -(-len(steps) // max_points)  # ceil
+    if stride > 1:
+        keep = [*range(0, len(steps) - 1, stride), len(steps) - 1]
+        steps, values = [steps[i] for i in keep], [values[i] for i in keep]
     return steps, values
 
 

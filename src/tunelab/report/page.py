@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
+from tunelab.errors import TunelabError, first_line
+
 RELOAD_S = 20  # a live report reloads itself this often
 
 STYLE = """
@@ -73,8 +75,12 @@ RELOAD = """
 @cache
 def plotly_js() -> str:
     """The plotly.js bundle shipped with the plotly package (inlined into every report)."""
-    from plotly.offline import get_plotlyjs
-
+    try:
+        from plotly.offline import get_plotlyjs
+    except ImportError as exc:
+        raise TunelabError(
+            f"the report needs plotly ({first_line(exc)}); pip install plotly"
+        ) from None
     return get_plotlyjs()
 
 

@@ -37,6 +37,13 @@ def eval_keys(run: RunData) -> list[str]:
     return sorted(keys, key=lambda k: k != "eval_loss")
 
 
+def best_markers(points: list[tuple[int, float]]) -> dict:
+    """Stars on the validations that set a new best (``is_best``)."""
+    return {"type": "scatter", "mode": "markers", "name": "new best",
+            "x": [x for x, _ in points], "y": [y for _, y in points],
+            "marker": {"symbol": "star", "size": 12, "color": "#bf8700"}}  # fmt: skip
+
+
 def render(run: RunData, page: Page) -> str | None:
     if not run.metrics:
         return note("no metrics yet: the curves appear after the first logged step")
@@ -55,13 +62,11 @@ def render(run: RunData, page: Page) -> str | None:
     for index, key in enumerate(k for k in eval_keys(run) if k != "eval_loss"):
         xs, ys = series(evals, key)
         trace = line(key, xs, ys, COLORS[(index + 2) % len(COLORS)])
-        best = [r["step"] for r in evals if r.get("is_best")]
+        best = {r["step"] for r in evals if r.get("is_best")}
+        starred = [(x, y) for x, y in zip(xs, ys, strict=True) if x in best]
         data = [trace]
-        if best:
-            bx, by = zip(*[(x, y) for x, y in zip(xs, ys, strict=True) if x in best], strict=True)
-            data.append({"type": "scatter", "mode": "markers", "name": "new best", "x": list(bx),
-                         "y": list(by), "marker": {"symbol": "star", "size": 12,
-                                                   "color": "#bf8700"}})  # fmt: skip
+        if starred:
+            data.append(best_markers(starred))
         layout = merge(step_axes(key, end), stages)
         charts.append(page.chart({"data": data, "layout": layout}, f"validation: {key}"))
     for index, (key, (title, y_title, log)) in enumerate(TRAIN_CURVES.items()):
