@@ -1,5 +1,6 @@
-"""Screenshot of a run's report for the README: ``python scripts/report_screenshot.py
-RUN_DIR docs/img/report.png [HEIGHT]`` (writes RUN_DIR/report.html first; needs Chromium)."""
+"""Screenshots of a run's report for the docs: ``python scripts/report_screenshot.py
+RUN_DIR OUT.png [SECTION ...]`` writes RUN_DIR/report.html, then saves the whole page, or
+each named section (summary, curves, evaluation, data...) as OUT-SECTION.png. Needs Chromium."""
 
 from __future__ import annotations
 
@@ -14,14 +15,17 @@ from tunelab.report import write_report
 
 def main() -> None:
     run_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
-    height = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    sections = sys.argv[3:]
     page = write_report([run_dir])
     driver = open_chromium()
     try:
         errors = load(driver, page)
         if errors:
             raise SystemExit(f"console errors on {page}: {errors}")
-        print(screenshot(driver, out, height))
+        if not sections:
+            print(screenshot(driver, out))
+        for name in sections:
+            print(screenshot(driver, out.with_name(f"{out.stem}-{name}.png"), name))
     finally:
         driver.quit()
 

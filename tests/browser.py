@@ -73,12 +73,17 @@ def chart_stats(driver: Any) -> list[dict[str, Any]]:
     return driver.execute_script(CHART_STATS)
 
 
-def screenshot(driver: Any, out: Path, height: int | None = None) -> Path:
-    """Save the whole page (or its top ``height`` pixels) as a PNG."""
+def screenshot(driver: Any, out: Path, section: str | None = None) -> Path:
+    """Save the whole page, or one ``<section data-section=NAME>`` of it, as a PNG."""
     full = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(WIDTH, min(height or full, 16000) + 90)
+    driver.set_window_size(WIDTH, min(full, 16000) + 90)
     time.sleep(0.5)  # the responsive charts redraw at the new size
     out.parent.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(out))
+    if section is None:
+        driver.save_screenshot(str(out))
+    else:
+        driver.find_element("css selector", f'section[data-section="{section}"]').screenshot(
+            str(out)
+        )
     driver.set_window_size(WIDTH, 1000)
     return out
