@@ -165,7 +165,7 @@ class Page:
         """An HTML table; ``best`` marks (row, column) cells, the first ``text_columns``
         columns are left-aligned, ``cells`` columns hold long text (scrolling boxes)."""
         head = "".join(
-            f'<th class="{"text" if i < text_columns else ""}">{esc(h)}</th>'
+            f'<th class="{"text" if i < text_columns or i in cells else ""}">{esc(h)}</th>'
             for i, h in enumerate(header)
         )
         body = []
