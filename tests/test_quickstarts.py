@@ -101,3 +101,26 @@ def test_zh_inews_on_minilm_reports_its_unknown_tokens(tmp_path):
     assert report["unk_token"] == "[UNK]"
     assert 0.5 < report["unk_rate"]["train"] < 0.7 and 0.5 < report["unk_rate"]["test"] < 0.7
     assert "the model cannot read this text" in report["warnings"][0]
+
+
+@pytest.mark.integration
+def test_progressive_minilm_head_then_lora_on_bbc_news(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load((EXAMPLES / "progressive.yaml").read_text())
+    raw["output"]["dir"] = str(tmp_path / "run")
+    raw["data"].update(cache_dir=str(tmp_path / "cache"), max_samples=240, max_length=64)
+    raw["train"]["eval_every"] = 3
+    for stage in raw["stages"]:
+        stage["train"]["max_steps"] = 4
+    result = train(load_config(raw))
+    assert result.stop_reason == "completed" and result.steps == 8
+    stages = result.summary["stages"]
+    assert [(s["name"], s["method"], s["steps"]) for s in stages] == [
+        ("head", "freeze", 4),
+        ("lora", "lora", 4),
+    ]
+    hidden, labels = 384, 5  # MiniLM-L6: the pooler (384x384) and the 5-label head train
+    assert stages[0]["trainable_params"] == hidden * hidden + hidden + hidden * labels + labels
+    results = json.loads((tmp_path / "run" / "eval_results.json").read_text())
+    assert results["num_examples"] == 25 and 0.0 <= results["metrics"]["accuracy"] <= 1.0

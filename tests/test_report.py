@@ -38,8 +38,9 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def staged_run(path: Path) -> Path:
-    """A classification run of 8 steps in two stages (sft: steps 1-4, dpo: 5-8)."""
+def staged_run(path: Path, restart: bool = False) -> Path:
+    """A classification run of 8 steps in two stages (sft: steps 1-4, dpo: 5-8; numbered 1-4
+    again with ``restart``, as a staged run's joined metrics.jsonl has them)."""
     path.mkdir(parents=True)
     cfg = {"model": {"name_or_path": "tiny-bert"}, "data": {"format": "classification"},
            "method": {"name": "lora", "lora": {"r": 4}}, "output": {"dir": str(path)}}  # fmt: skip
@@ -47,14 +48,15 @@ def staged_run(path: Path) -> Path:
     rows = []
     for step in range(1, 9):
         stage = "sft" if step <= 4 else "dpo"
-        rows.append({"type": "train", "step": step, "loss": 2.0 / step, "lr": 1e-3,
+        logged = step - 4 if restart and step > 4 else step
+        rows.append({"type": "train", "step": logged, "loss": 2.0 / step, "lr": 1e-3,
                      "grad_norm": 1.0, "tokens_per_s": 100.0 + step, "memory_mb": 50.0,
                      "stage": stage})  # fmt: skip
         if step % 4 == 0:
             rows.append(
                 {
                     "type": "eval",
-                    "step": step,
+                    "step": logged,
                     "eval_loss": 1.0 / step,
                     "eval_accuracy": step / 10,
                     "is_best": True,
@@ -65,8 +67,9 @@ def staged_run(path: Path) -> Path:
     return path
 
 
-def test_stage_boundaries_drawn_where_the_stage_changes(tmp_path):
-    run = staged_run(tmp_path / "staged")
+@pytest.mark.parametrize("restart", [False, True])
+def test_stage_boundaries_drawn_where_the_stage_changes(tmp_path, restart):
+    run = staged_run(tmp_path / "staged", restart)
     html = Path(write_report([run])).read_text(encoding="utf-8")
     charts = by_title(html)
     for title in ("loss", "validation: eval_accuracy", "learning rate", "peak memory"):
@@ -77,6 +80,8 @@ def test_stage_boundaries_drawn_where_the_stage_changes(tmp_path):
     assert loss[0]["x"] == list(range(1, 9)) and loss[0]["y"][1] == pytest.approx(1.0)
     assert loss[1]["name"] == "validation loss" and loss[1]["x"] == [4, 8]
     # without a stage field there is no boundary
+    if restart:
+        return
     lines = (run / "metrics.jsonl").read_text().replace(', "stage": "dpo"', "")
     (run / "metrics.jsonl").write_text(lines.replace(', "stage": "sft"', ""))
     assert "shapes" not in by_title(Path(write_report([run])).read_text())["loss"]["layout"]

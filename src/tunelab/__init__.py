@@ -27,6 +27,8 @@ _LAZY = {
     "export_run": ("tunelab.export", "export_run"),
     "load": ("tunelab.inference", "load"),
     "predict": ("tunelab.inference", "predict"),
+    "tune": ("tunelab.tune.study", "tune"),
+    "diagnose": ("tunelab.doctor", "diagnose"),
     "write_report": ("tunelab.report", "write_report"),
 }
 

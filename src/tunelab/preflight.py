@@ -28,7 +28,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from tunelab.config import DataConfig, RunConfig
+from tunelab.config import DataConfig, RunConfig, resolve_stages
 from tunelab.data.formats import required_columns
 from tunelab.data.loading import detect_type, peek_columns, resolve_files
 from tunelab.errors import ConfigError, TunelabError
@@ -54,13 +54,17 @@ def check_data(cfg: RunConfig, source: str | None = None) -> None:
 
 
 def run_problems(cfg: RunConfig) -> list[str]:
-    """Every problem that would stop ``tunelab train`` on this machine, as one line each."""
-    return [
+    """Every problem that would stop ``tunelab train`` on this machine, as one line each
+    (a stage's own ones, with ``stages:``, named ``stages[i]: ...``)."""
+    problems = [
         *data_problems(cfg.data),
         *model_problems(cfg, need_config=True),
         *metric_problems(cfg),
         *split_problems(cfg),
     ]
+    for i, stage in enumerate(resolve_stages(cfg)):
+        problems += [f"stages[{i}]: {p}" for p in run_problems(stage) if p not in problems]
+    return problems
 
 
 def run_warnings(cfg: RunConfig) -> list[str]:

@@ -5,7 +5,9 @@ Sections: ``model``, ``data``, ``method``, ``train``, ``eval``, ``output``, one 
 validated up front by pydantic v2 models (no heavy imports here), and every problem is
 reported at once with the full key path, the value given and what is allowed
 (:mod:`tunelab.config.problems`). Reading, overrides and the schema:
-:mod:`tunelab.config.loading`, :mod:`tunelab.config.overrides`. The method section is a
+:mod:`tunelab.config.loading`, :mod:`tunelab.config.overrides`. ``stages:``
+(:mod:`tunelab.config.stages`) lists training stages, resolved into one run config each by
+:mod:`tunelab.config.stage_plan`. The method section is a
 discriminated union on ``name`` built from :mod:`tunelab.methods.registry`, which
 hands the config its methods when it loads (``tunelab/__init__`` imports it); method settings
 models live with their methods (``tunelab.methods.lora.LoraSettings`` ...).
@@ -23,6 +25,7 @@ from tunelab.config.overrides import apply_overrides
 from tunelab.config.problems import format_problems
 from tunelab.config.run import RunConfig
 from tunelab.config.section import DataFormat, Fraction, PositiveInt, Section, Task
+from tunelab.config.stage_plan import resolve_stages
 from tunelab.config.train import EarlyStoppingConfig, TrainConfig
 
 __all__ = [
@@ -48,4 +51,5 @@ __all__ = [
     "format_problems",
     "json_schema",
     "load_config",
+    "resolve_stages",
 ]

@@ -12,6 +12,7 @@ from tunelab.config.method import METHODS
 from tunelab.config.overrides import apply_overrides
 from tunelab.config.problems import format_problems
 from tunelab.config.run import RunConfig
+from tunelab.config.stage_plan import resolve_stages
 from tunelab.errors import ConfigError
 
 
@@ -45,9 +46,11 @@ def load_config(
     blocks = [n for n, m in METHODS.items() if m.settings is not None]
     raw = apply_overrides(raw, overrides, name, blocks)
     try:
-        return RunConfig.model_validate(raw)
+        cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_problems(exc, raw), name) from None
+    resolve_stages(cfg, name)  # every stage's config is checked up front
+    return cfg
 
 
 def json_schema() -> dict[str, Any]:
@@ -59,4 +62,7 @@ def dump_config(cfg: RunConfig, path: Path) -> None:
     """Write the resolved config as YAML (atomically)."""
     from tunelab.io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    data = cfg.model_dump(mode="json")
+    if data.get("stages") is None:
+        data.pop("stages", None)  # a one-stage run's config.yaml stays as it was
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

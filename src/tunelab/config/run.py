@@ -14,6 +14,7 @@ from tunelab.config.method import METHODS, MethodConfig, default_method, method_
 from tunelab.config.model import ModelConfig
 from tunelab.config.output import OutputConfig
 from tunelab.config.section import Section, Task
+from tunelab.config.stages import StageConfig
 from tunelab.config.train import TrainConfig
 
 if TYPE_CHECKING:
@@ -40,6 +41,11 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
     output: OutputConfig = Field(description="Where results go.")
+    stages: list[StageConfig] | None = Field(
+        default=None,
+        description="Train in stages, in order, each from the weights the previous one ended "
+        "with (see docs/training.md, Stages); None: one stage, the sections above.",
+    )
 
     @model_validator(mode="after")
     def _cross_sections(self) -> RunConfig:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from tunelab.config.adjust import InstabilityConfig, OnOom
 from tunelab.config.section import Fraction, PositiveInt, Section, check_regexes
 from tunelab.metric_catalog import infer_mode
 
@@ -105,6 +106,16 @@ class TrainConfig(Section):
     skip_nonfinite: bool = Field(
         default=False, description="Skip updates with a non-finite loss instead of stopping."
     )
+    on_oom: OnOom = Field(
+        default="adapt",
+        description="Out of memory at a step: adapt (halve the micro-batch, double "
+        "accumulation, redo the step; one process only) or stop with the options.",
+    )
+    instability: InstabilityConfig = Field(
+        default_factory=InstabilityConfig,
+        description="Non-finite steps and loss/gradient-norm spikes: stop, or roll back and "
+        "lower the LR.",
+    )
     log_every: PositiveInt = Field(default=1, description="Log metrics every N optimizer steps.")
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
         default_factory=lambda: ["tensorboard"], description="Experiment trackers."
@@ -139,4 +150,9 @@ class TrainConfig(Section):
             raise ValueError("give warmup_steps or warmup_ratio, not both")
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr:g}) must be <= lr ({self.lr:g})")
+        if self.skip_nonfinite and self.instability.action == "rollback":
+            raise ValueError(
+                "skip_nonfinite and instability.action rollback both handle non-finite steps; "
+                "choose one"
+            )
         return self

@@ -92,6 +92,7 @@ class Adapter(Method):
     description = (
         "bottleneck adapters after sublayer outputs (Houlsby, Pfeiffer); generated-code export"
     )
+    plain_export = False
 
     def apply(self, model: nn.Module, settings: AdapterSettings, task: Task) -> nn.Module:
         """Insert adapters and train only them (plus the task head when ``train_head``)."""

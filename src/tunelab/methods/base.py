@@ -48,6 +48,8 @@ class Method:
         layerwise_lr: ``train.llrd`` applies (the method trains whole blocks).
         virtual_tokens: it prepends virtual tokens to every row (no ``train.packing``).
         decode_by_forward: ``generate`` ignores what it adds; predict decodes by forward passes.
+        plain_export: its export is a plain Transformers model (LoRA merged), so a later
+            training stage can start from it (``stages:``).
     """
 
     name: ClassVar[str]
@@ -57,6 +59,7 @@ class Method:
     layerwise_lr: ClassVar[bool] = False
     virtual_tokens: ClassVar[bool] = False
     decode_by_forward: ClassVar[bool] = False
+    plain_export: ClassVar[bool] = True
 
     def describe(self) -> str:
         """One line saying what trains."""

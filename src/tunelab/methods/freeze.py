@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, field_validator, model_validator
 
-from tunelab.config.section import PositiveInt, Section, check_regexes
+from tunelab.config.section import Section, check_regexes
 from tunelab.errors import TunelabError
 from tunelab.methods.base import Method
 from tunelab.methods.common import after_blocks, find_blocks, head_names, set_trainable
@@ -28,9 +28,10 @@ DEFAULT_TOP_N = 2
 class FreezeSettings(Section):
     """Layer freezing: train the top N blocks, or parameters matching patterns."""
 
-    top_n_layers: PositiveInt | None = Field(
+    top_n_layers: NonNegativeInt | None = Field(
         default=None,
-        description="Train only the top N transformer blocks (+ head, final norm); when neither "
+        description="Train only the top N transformer blocks (+ head, final norm); 0: no block, "
+        "only what follows them (head, pooler, final norm: a linear probe); when neither "
         "this nor patterns is given, the top 2 blocks (all blocks of a smaller model).",
     )
     patterns: list[str] | None = Field(
@@ -61,7 +62,8 @@ def freeze_targets(model: nn.Module, settings: FreezeSettings, task: Task) -> se
             )
     else:
         blocks_name, blocks = find_blocks(model)
-        n = settings.top_n_layers or min(DEFAULT_TOP_N, len(blocks))
+        n = settings.top_n_layers
+        n = min(DEFAULT_TOP_N, len(blocks)) if n is None else n
         if n > len(blocks):
             raise TunelabError(
                 f"method.freeze.top_n_layers is {n} but the model has {len(blocks)} blocks"

@@ -35,6 +35,7 @@ class Lora(PeftMethod):
     name = "lora"
     settings = LoraSettings
     description = "low-rank updates of the linear layers (PEFT; rsLoRA, DoRA); mergeable"
+    plain_export = True
 
     def apply(self, model: nn.Module, settings: LoraSettings, task: Task) -> nn.Module:
         """Wrap ``model`` in a PeftModel with LoRA on the target modules."""

@@ -29,6 +29,8 @@ def peft_task_type(task: Task) -> str:
 class PeftMethod(Method):
     """A method whose model is a ``PeftModel``, saved in PEFT's layout."""
 
+    plain_export = False  # virtual tokens: the export is the adapter (LoRA merges: overrides)
+
     def save(self, model: nn.Module, folder: Path, info: dict[str, Any]) -> None:
         """PEFT's ``save_pretrained``, naming the resolved base model."""
         for peft_cfg in model.peft_config.values():

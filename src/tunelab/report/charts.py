@@ -23,7 +23,7 @@ def series(
     for row in rows:
         value = row.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            steps.append(row["step"])
+            steps.append(row.get("global_step", row["step"]))
             values.append(float(value))
     stride = -(-len(steps) // max_points)  # ceil
     if stride > 1:
@@ -40,14 +40,14 @@ def line(name: str, steps: list[int], values: list[float], color: str, **extra: 
 
 
 def stage_boundaries(run: RunData) -> list[tuple[int, str]]:
-    """(first step, stage name) where consecutive metric rows change their ``stage`` field
-    (the first stage included when any row has one)."""
+    """(first global step, stage name) where consecutive metric rows change their ``stage``
+    field (the first stage included when any row has one)."""
     out: list[tuple[int, str]] = []
     previous = None
-    for row in sorted(run.metrics, key=lambda r: r["step"]):
+    for row in run.metrics:  # file order: a staged run's steps restart in every stage
         stage = row.get("stage")
         if stage is not None and stage != previous:
-            out.append((row["step"], str(stage)))
+            out.append((row["global_step"], str(stage)))
             previous = stage
     return out
 
@@ -83,4 +83,4 @@ def step_axes(y_title: str, last_step: int = 0, log: bool = False) -> dict[str, 
 
 def last_step(runs: Sequence[RunData]) -> int:
     """The largest step any of ``runs`` logged (0 without metrics)."""
-    return max((row["step"] for run in runs for row in run.metrics), default=0)
+    return max((row["global_step"] for run in runs for row in run.metrics), default=0)

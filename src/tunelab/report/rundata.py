@@ -88,7 +88,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunData:
         )
     run = RunData(path=path, name=name or path.name)
     run.config = read_yaml(path / "config.yaml", run.notes)
-    run.metrics = read_metrics(path / "metrics.jsonl", run.notes)
+    run.metrics = add_global_steps(read_metrics(path / "metrics.jsonl", run.notes))
     run.summary = read_json(path / "train_summary.json", run.notes)
     run.eval_results = read_json(path / "eval_results.json", run.notes)
     run.base_results = read_json(path / "eval_base" / "eval_results.json", run.notes)
@@ -153,6 +153,21 @@ def read_metrics(path: Path, notes: list[str]) -> list[dict[str, Any]]:
             notes.append(f"{path}:{number}: {why}; skipped")
             continue
         records.append(record)
+    return records
+
+
+def add_global_steps(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each record ``global_step``: its step plus the steps of the stages before it, for a
+    staged run whose steps restart in every stage (file order; otherwise the step itself)."""
+    offset, last, stage = 0, 0, None
+    for record in records:
+        step = record["step"] if isinstance(record["step"], int | float) else 0
+        if record.get("stage") != stage:
+            if stage is not None and step + offset <= last:
+                offset = last
+            stage = record.get("stage")
+        record["global_step"] = step + offset
+        last = max(last, step + offset)
     return records
 
 

@@ -1,4 +1,5 @@
-"""Training: ``train(cfg)`` runs the whole fine-tuning run (see ``run.py`` and ``loop.py``).
+"""Training: ``train(cfg)`` runs the whole fine-tuning run (see ``run.py`` and ``loop.py``;
+a config with ``stages:`` runs each stage in turn, ``stages.py``).
 
 The entry points load on first use, so ``tunelab.train.commands`` imports without torch.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from tunelab.lazy_exports import lazy_getattr
 
-_EXPORTS = {"TrainResult": "tunelab.train.run", "train": "tunelab.train.run"}
+_EXPORTS = {"TrainResult": "tunelab.train.run", "train": "tunelab.train.stages"}
 
 __all__ = sorted(_EXPORTS)
 

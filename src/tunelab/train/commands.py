@@ -22,6 +22,11 @@ def train(
     ] = None,
 ) -> None:
     """Train a model as the config describes."""
-    from tunelab.train.run import train as run_training
+    from tunelab.doctor import diagnose, print_findings
+    from tunelab.train.stages import train as run_training
 
-    run_training(load_run_config(config, overrides), resume=resume, console=console)
+    result = run_training(load_run_config(config, overrides), resume=resume, console=console)
+    trained = result.stop_reason != "already_finished" and result.summary
+    findings = diagnose(result.run_dir) if trained else []
+    if findings:  # the doctor's findings on the run just trained, when it has any
+        print_findings(findings, console, str(result.run_dir))

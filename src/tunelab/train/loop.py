@@ -7,6 +7,8 @@ backward (DDP averages gradients over processes), so the step's gradient is the 
 every loss item of the global batch, however the items fall into micro-batches. What differs
 between one process, DDP and the other launch setups (gradient sync, backward, clip and update,
 where validation runs) is the run's backend (``tunelab.train.backends``).
+A step that runs out of memory is redone with smaller micro-batches (``oom.py``); after it,
+non-finite steps and spikes are judged (``instability.py``: stop, skip or roll back).
 After the step: log, validate (every ``eval_every`` steps and at each epoch end), keep the
 best checkpoint, save every ``save_every`` steps, and stop early or on SIGINT/SIGTERM.
 """
@@ -17,7 +19,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,10 @@ from tunelab.errors import TunelabError
 from tunelab.train.backends.base import Backend, StepOutcome
 from tunelab.train.checkpoint import checkpoints_dir, prune_checkpoints, save_checkpoint
 from tunelab.train.early_stopping import EarlyStopping
+from tunelab.train.instability import StabilityGuard, after_step
 from tunelab.train.monitor import Monitor, peak_memory_mb
 from tunelab.train.objective import Batch, LossFn, input_tokens, loss_items
+from tunelab.train.oom import InjectedOom, run_step
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.signals import StopRequest, stop_on_signals
 
@@ -76,6 +80,10 @@ class LoopState:
     input_tokens: int = 0
     skipped_steps: int = 0
     train_time_s: float = 0.0
+    micro_split: int = 1  # each sampled batch is cut into this many micro-batches (oom.py)
+    oom_adjustments: list[dict[str, Any]] = field(default_factory=list)
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)  # instability.py
+    lr_scale: float = 1.0  # the product of the rollbacks' LR factors
 
 
 @dataclass
@@ -94,6 +102,12 @@ class Loop:
     total_steps: int
     checkpoint_info: dict[str, Any]
     validate: Callable[[nn.Module], Metrics] | None = None
+    on_eval: Callable[[int, Metrics], None] | None = None  # e.g. a search's pruning
+    stability: StabilityGuard = field(init=False)
+    injected_oom: InjectedOom | None = None  # the out-of-memory test hook (oom.py)
+
+    def __post_init__(self) -> None:
+        self.stability = StabilityGuard(self.cfg)
 
     @property
     def accelerator(self) -> Any:
@@ -125,11 +139,12 @@ def fit(loop: Loop, state: LoopState, stopper: EarlyStopping, monitor: Monitor) 
     cfg = loop.cfg
     loop.model.train()
     batches = loop.data.batches(state.epoch, state.batch_in_epoch)
+    loop.stability.start(loop.backend, loop.model, loop.optimizer, state.step)
     with stop_on_signals() as stop_request:
         while state.step < loop.total_steps:
             micro = list(islice(batches, cfg.gradient_accumulation_steps))
             started = time.perf_counter()
-            result = train_step(loop, micro)
+            result = guarded_step(loop, state, micro, monitor)
             advance(state, result, len(micro), loop.data.batches_per_epoch)
             state.train_time_s += time.perf_counter() - started
             epoch_end = state.batch_in_epoch == 0
@@ -138,8 +153,7 @@ def fit(loop: Loop, state: LoopState, stopper: EarlyStopping, monitor: Monitor) 
 
             record = step_record(loop, state, result)
             monitor.advance(state.step, record)
-            if not result.finite:
-                handle_nonfinite(cfg, state, result, monitor)
+            after_step(loop, state, result, monitor)  # non-finite, spikes: skip, stop, roll back
             state.skipped_steps += result.overflow
             if state.step % cfg.log_every == 0:
                 monitor.log("train", state.step, record)
@@ -149,6 +163,8 @@ def fit(loop: Loop, state: LoopState, stopper: EarlyStopping, monitor: Monitor) 
                 metrics = validate(loop)
                 improved = stopper.update(metric_value(metrics, cfg), state.step)
                 monitor.log("eval", state.step, {**metrics, "is_best": improved})
+                if loop.on_eval is not None:
+                    loop.on_eval(state.step, metrics)
             interrupted = stop_everywhere(loop.accelerator, stop_request)
             periodic = cfg.save_every is not None and state.step % cfg.save_every == 0
             if improved or periodic or interrupted:
@@ -170,6 +186,23 @@ def fit(loop: Loop, state: LoopState, stopper: EarlyStopping, monitor: Monitor) 
     return "completed"
 
 
+def guarded_step(loop: Loop, state: LoopState, micro: list[Batch], monitor: Monitor) -> StepResult:
+    """:func:`train_step`, redone with smaller micro-batches on out of memory (oom.py)."""
+
+    def note(message: str, record: dict[str, Any]) -> None:
+        monitor.message(message)
+        monitor.log("error" if "error" in record else "adjust", state.step + 1, record)
+
+    def reset() -> None:
+        loop.optimizer.zero_grad(set_to_none=True)
+
+    world = loop.accelerator.num_processes
+    return run_step(
+        lambda batches: train_step(loop, batches),
+        micro, state, loop.cfg.on_oom, world, reset, note, loop.injected_oom,
+    )  # fmt: skip
+
+
 def train_step(loop: Loop, micro: list[Batch]) -> StepResult:
     """One optimizer step over the micro-batches ``micro`` (gradients, clip, update)."""
     optimizer = loop.optimizer
@@ -181,7 +214,8 @@ def train_step(loop: Loop, micro: list[Batch]) -> StepResult:
     outcome = StepOutcome(float("nan"), finite=False)  # a non-finite loss: no update
     if math.isfinite(loss):
         outcome = loop.backend.step(loop.model, optimizer)
-    lr = loop.cfg.lr * loop.scheduler.get_last_lr()[0] / loop.scheduler.base_lrs[0]
+    initial = optimizer.param_groups[0].get("initial_lr", loop.scheduler.base_lrs[0])
+    lr = loop.cfg.lr * loop.scheduler.get_last_lr()[0] / initial  # rollbacks lower base_lrs
     loop.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(
@@ -240,24 +274,6 @@ def step_record(loop: Loop, state: LoopState, result: StepResult) -> Metrics:
     if result.loss_scale is not None:
         record["loss_scale"] = result.loss_scale
     return record
-
-
-def handle_nonfinite(
-    cfg: TrainConfig, state: LoopState, result: StepResult, monitor: Monitor
-) -> None:
-    """Stop with advice on a non-finite loss or gradient, or count and skip it."""
-    what = f"loss {result.loss}" if not math.isfinite(result.loss) else "gradient norm"
-    if not cfg.skip_nonfinite:
-        raise TunelabError(
-            f"non-finite {what} at step {state.step}: try a lower train.lr, a warmup "
-            "(train.warmup_steps), gradient clipping (train.max_grad_norm) or train.precision "
-            "fp32/bf16; or set train.skip_nonfinite: true to skip such updates"
-        )
-    state.skipped_steps += 1
-    monitor.message(
-        f"[yellow]warning:[/] non-finite {what} at step {state.step}; update skipped "
-        f"({state.skipped_steps} so far)"
-    )
 
 
 def should_validate(loop: Loop, step: int, epoch_end: bool) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import resource
 import sys
 import time
@@ -49,6 +50,25 @@ def peak_memory_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
+CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")  # a container's memory limit (cgroup v2)
+
+
+def memory_limit_mb() -> float | None:
+    """What the peak counts against: the CUDA device's memory, else the machine's RAM (or
+    the container's limit when that is lower)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory / 2**20
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    try:
+        limit = CGROUP_LIMIT.read_text().strip()
+    except OSError:
+        limit = "max"
+    return min(ram, int(limit) if limit.isdigit() else ram) / 2**20
+
+
 def truncate_metrics(run_dir: Path, after_step: int) -> None:
     """Drop ``metrics.jsonl`` lines logged after ``after_step`` (work lost since a checkpoint).
 
@@ -80,8 +100,10 @@ class Monitor:
     """Logs to the progress display, ``metrics.jsonl`` and Accelerate's trackers (main process).
 
     On a terminal the progress is Rich's live bar; elsewhere (CI logs, ``> file``) it is whole
-    plain lines (:class:`PlainProgress`). ``report(live)``, when given, rewrites the run's
-    report after each validation (``live=True``) and once the loop ends (``live=False``).
+    plain lines (:class:`PlainProgress`). In a stage of a staged run (``stage``), every record
+    carries ``"stage": NAME`` and tracker tags start with ``NAME/``. ``report(live)``,
+    when given, rewrites the run's report after each validation (``live=True``) and once
+    the loop ends (``live=False``).
     """
 
     def __init__(
@@ -92,9 +114,11 @@ class Monitor:
         total_steps: int,
         start: int,
         log_every: int = 1,
+        stage: str | None = None,
         report: Callable[[bool], Any] | None = None,
     ) -> None:
         self.path = Path(run_dir) / METRICS_FILE
+        self.stage = stage
         self.report = report if accelerator.is_main_process else None  # report(live)
         self.accelerator = accelerator
         self.main = accelerator.is_main_process
@@ -103,7 +127,7 @@ class Monitor:
         plain = self.main and not live
         self.plain = PlainProgress(console, total_steps, start, log_every) if plain else None
         self.progress = Progress(
-            TextColumn("[bold]train"),
+            TextColumn(f"[bold]{stage or 'train'}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("epoch {task.fields[epoch]:.2f}  loss {task.fields[loss]:.4f}"),
@@ -150,9 +174,13 @@ class Monitor:
         if not self.main:
             return
         record = {"type": kind, "step": step, **values}
+        if self.stage is not None:
+            record["stage"] = self.stage
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         prefix = "train/" if kind == "train" else ""
+        if self.stage is not None:
+            prefix = f"{self.stage}/{prefix}"
         scalars = {
             f"{prefix}{k}": v
             for k, v in values.items()
@@ -218,15 +246,35 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: Path) -> N
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
         ("steps", f"{summary['steps']}"),
         ("train tokens/s", f"{summary['tokens_per_s']:,.0f}"),
-        ("peak memory", f"{summary['peak_memory_mb']:,.0f} MB"),
+        (
+            "peak memory",
+            f"{summary['peak_memory_mb']:,.0f} MB ({summary.get('allocator', 'system')} malloc)",
+        ),
         ("trainable params", f"{summary['trainable_params']:,} / {summary['total_params']:,}"),
         (
             "best " + summary["best_metric_name"],
             f"{best:.4f} at step {summary['best_step']}" if best is not None else "n/a",
         ),
+        *adjustment_rows(summary),
         ("final artifact", str(Path(run_dir) / "model")),
         ("run directory", str(run_dir)),
     ]
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+
+
+def adjustment_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Summary rows for what the loop changed while training (none when nothing was)."""
+    rows = []
+    if summary.get("oom_adjustments"):
+        first = summary["oom_adjustments"][0]["step"]
+        rows.append((
+            "out of memory",
+            f"from step {first}: micro-batch {summary['micro_batch_size']} x accumulation "
+            f"{summary['gradient_accumulation_steps']}",
+        ))  # fmt: skip
+    if summary.get("rollbacks"):
+        steps = ", ".join(str(r["step"]) for r in summary["rollbacks"])
+        rows.append(("rollbacks", f"at steps {steps}; LR x{summary['lr_scale']:g}"))
+    return rows

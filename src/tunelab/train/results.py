@@ -9,12 +9,15 @@ from typing import Any
 from rich.console import Console
 from torch import nn
 
+from tunelab.allocator import active_allocator
 from tunelab.config import RunConfig
 from tunelab.io import atomic_write_json
 from tunelab.train.checkpoint import config_hash
 from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.loop import Loop, LoopState
-from tunelab.train.monitor import peak_memory_mb, print_summary
+from tunelab.train.monitor import memory_limit_mb, peak_memory_mb, print_summary
+from tunelab.train.precision import recommend
+from tunelab.train.sampler import padding_fraction
 
 
 def run_summary(
@@ -35,7 +38,11 @@ def run_summary(
         "input_tokens": state.input_tokens,
         "loss_tokens": state.loss_items,
         "skipped_steps": state.skipped_steps,
+        **adjustments(cfg, state),
         "peak_memory_mb": peak_memory_mb(),
+        "memory_limit_mb": memory_limit_mb(),
+        "bf16_available": recommend().precision == "bf16",
+        "allocator": active_allocator(),
         "best_metric_name": cfg.train.early_stopping.metric,
         "best_metric": stopper.best,
         "best_step": stopper.best_step,
@@ -47,6 +54,26 @@ def run_summary(
         "precision": cfg.train.precision,
         "config_hash": config_hash(cfg),  # with batches_per_epoch: see run.finished_run
         "batches_per_epoch": loop.data.batches_per_epoch,
+        "padding_fraction": padding_share(loop),
+    }
+
+
+def padding_share(loop: Loop) -> float:
+    """Padding share of the token slots of an epoch's batches, as the sampler makes them."""
+    sampler = loop.data.sampler
+    return padding_fraction(sampler.lengths, sampler.global_batches())
+
+
+def adjustments(cfg: RunConfig, state: LoopState) -> dict[str, Any]:
+    """What the loop changed while training: the micro-batch after out-of-memory steps and
+    the instability rollbacks (``tunelab.train.oom``, ``tunelab.train.instability``)."""
+    split = state.micro_split
+    return {
+        "micro_batch_size": -(-cfg.train.batch_size // split),
+        "gradient_accumulation_steps": cfg.train.gradient_accumulation_steps * split,
+        "oom_adjustments": state.oom_adjustments,
+        "rollbacks": state.rollbacks,
+        "lr_scale": state.lr_scale,
     }
 
 

@@ -36,6 +36,7 @@ from tunelab.train.fast_dropout import use_fast_dropout
 from tunelab.train.loop import Loop, LoopState, TrainData, fit, total_steps_for
 from tunelab.train.monitor import Monitor, check_trackers, truncate_metrics
 from tunelab.train.objective import loss_fn_for
+from tunelab.train.oom import InjectedOom
 from tunelab.train.optim import build_optimizer
 from tunelab.train.precision import compile_model, precision_warning
 from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
@@ -63,9 +64,18 @@ class TrainResult:
 
 
 def train(
-    cfg: RunConfig, resume: bool | None = None, console: Console | None = None
+    cfg: RunConfig,
+    resume: bool | None = None,
+    console: Console | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    stage: str | None = None,
 ) -> TrainResult:
-    """Run the whole training of ``cfg``; ``resume``: True/False forces, None auto-resumes."""
+    """Run the whole training of ``cfg``; ``resume``: True/False forces, None auto-resumes.
+
+    ``on_eval(step, metrics)`` is called after each validation (a search prunes from it).
+    A config with ``stages:`` runs through ``tunelab.train.stages.train``, which calls this
+    once per stage (``stage``: its name, on every metrics record and tracker tag).
+    """
     from accelerate.utils import set_seed
 
     from tunelab.data import prepare_data, print_warnings
@@ -73,6 +83,8 @@ def train(
     from tunelab.models import load_tokenizer
 
     console = console or Console()
+    if cfg.stages is not None:
+        raise TunelabError("a config with stages: trains through tunelab.train.train")
     check_run(cfg, console)  # refuse a config that cannot finish before anything is written
     if resume is not False and (done := finished_run(cfg)) is not None:
         metrics = report_finished(cfg.run_dir, done, console)
@@ -100,6 +112,7 @@ def train(
         dump_config(cfg, cfg.run_dir / "config.yaml")
 
     loop = build_loop(cfg, backend, model, tokenizer.pad_token_id, prepared.splits, console)
+    loop.on_eval = on_eval
     state, stopper = LoopState(), EarlyStopping(cfg.train.early_stopping)
     if resume_from is not None:
         state, stopper = restore(loop, resume_from, stopper)
@@ -113,6 +126,7 @@ def train(
         loop.total_steps,
         state.step,
         cfg.train.log_every,
+        stage,
         report=run_report(cfg, console),
     ) as monitor:
         reason = fit(loop, state, stopper, monitor)
@@ -185,19 +199,24 @@ def build_loop(
         batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
         loader = validation_loader(splits["validation"], PadCollator(pad_token_id), batch_size)
         validator = make_validator(loader, cfg.task, accelerator.device)
+    loss_fn = loss_fn_for(cfg.task, cfg.train.loss_chunk_size)
+    injected_oom = InjectedOom.from_env()  # the out-of-memory test hook
+    if injected_oom is not None:
+        loss_fn = injected_oom.wrap(loss_fn)
     return Loop(
         backend=backend,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
         data=data,
-        loss_fn=loss_fn_for(cfg.task, cfg.train.loss_chunk_size),
+        loss_fn=loss_fn,
         task=cfg.task,
         cfg=cfg.train,
         run_dir=cfg.run_dir,
         total_steps=total_steps,
         checkpoint_info=checkpoint_info(cfg, accelerator.num_processes),
         validate=validator,
+        injected_oom=injected_oom,
     )
 
 

@@ -23,7 +23,7 @@ TRAIN_CURVES = {
     "memory_mb": ("peak memory", "MB", False),
     "loss_scale": ("fp16 loss scale", "scale", True),
 }
-NOT_METRICS = {"type", "step", "epoch", "is_best", "stage"}
+NOT_METRICS = {"type", "step", "global_step", "epoch", "is_best", "stage"}
 
 
 def eval_keys(run: RunData) -> list[str]:
@@ -62,7 +62,7 @@ def render(run: RunData, page: Page) -> str | None:
     for index, key in enumerate(k for k in eval_keys(run) if k != "eval_loss"):
         xs, ys = series(evals, key)
         trace = line(key, xs, ys, COLORS[(index + 2) % len(COLORS)])
-        best = {r["step"] for r in evals if r.get("is_best")}
+        best = {r["global_step"] for r in evals if r.get("is_best")}
         starred = [(x, y) for x, y in zip(xs, ys, strict=True) if x in best]
         data = [trace]
         if starred:
