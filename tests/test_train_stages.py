@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,18 @@ def test_metrics_rows_and_tensorboard_tags_name_the_stage(staged):
         events = EventAccumulator(str(next(folder.rglob("events.out.tfevents.*")).parent))
         events.Reload()
         assert {f"{name}/train/loss", f"{name}/eval_loss"} <= set(events.Tags()["scalars"])
+
+
+def test_report_draws_every_stage_one_after_another(staged):
+    root = staged[0] / "run"
+    html = (root / "report.html").read_text(encoding="utf-8")
+    assert "location.reload()" not in html  # the finished run's page does not reload
+    found = re.findall(r'<script type="application/json" id="chart-\d+-fig">(.*?)</script>', html)
+    loss = next(f for f in map(json.loads, found) if f["layout"]["title"]["text"] == "loss")
+    assert loss["data"][0]["x"] == list(range(1, HEAD_STEPS + LORA_STEPS + 1))
+    assert [s["x0"] for s in loss["layout"]["shapes"]] == [HEAD_STEPS + 1]
+    notes = [a["text"] for a in loss["layout"]["annotations"]]
+    assert notes == ["stage: head", "stage: lora"]
 
 
 def test_stage_two_starts_from_stage_one_best_checkpoint(staged, tiny_bert_dir):

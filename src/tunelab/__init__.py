@@ -30,6 +30,7 @@ _LAZY = {
     "predict": ("tunelab.inference", "predict"),
     "tune": ("tunelab.tune.study", "tune"),
     "diagnose": ("tunelab.doctor", "diagnose"),
+    "write_report": ("tunelab.report", "write_report"),
 }
 
 __all__ = ["ConfigError", "RunConfig", "TunelabError", "load_config", *_LAZY]

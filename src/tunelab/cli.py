@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "predict": "tunelab.inference_commands:predict",
     "doctor": "tunelab.doctor.commands:doctor",
     "tune": "tunelab.tune.commands:tune",
+    "report": "tunelab.report.commands:report",
 }
 
 _state = {"debug": False}

@@ -8,6 +8,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,9 @@ class Monitor:
 
     On a terminal the progress is Rich's live bar; elsewhere (CI logs, ``> file``) it is whole
     plain lines (:class:`PlainProgress`). In a stage of a staged run (``stage``), every record
-    carries ``"stage": NAME`` and tracker tags start with ``NAME/``.
+    carries ``"stage": NAME`` and tracker tags start with ``NAME/``. ``report(live)``,
+    when given, rewrites the run's report after each validation (``live=True``) and once
+    the loop ends (``live=False``).
     """
 
     def __init__(
@@ -112,9 +115,11 @@ class Monitor:
         start: int,
         log_every: int = 1,
         stage: str | None = None,
+        report: Callable[[bool], Any] | None = None,
     ) -> None:
         self.path = Path(run_dir) / METRICS_FILE
         self.stage = stage
+        self.report = report if accelerator.is_main_process else None  # report(live)
         self.accelerator = accelerator
         self.main = accelerator.is_main_process
         self.console = console
@@ -148,6 +153,8 @@ class Monitor:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+        if self.report is not None:  # whatever ended the loop, the page stops reloading
+            self.report(False)
 
     def advance(self, step: int, record: dict[str, float]) -> None:
         """Move the progress to ``step`` showing the latest step's numbers."""
@@ -180,6 +187,8 @@ class Monitor:
             if isinstance(v, int | float) and not isinstance(v, bool)
         }
         self.accelerator.log(scalars, step=step)
+        if kind == "eval" and self.report is not None:
+            self.report(True)
 
     def message(self, text: str) -> None:
         if self.main:

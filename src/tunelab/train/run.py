@@ -135,7 +135,14 @@ def train(
             for note in resume_notes(cfg, resume_from, state.step, loop.total_steps):
                 console.print(note, soft_wrap=True)
     with Monitor(
-        cfg.run_dir, accelerator, console, loop.total_steps, state.step, cfg.train.log_every, stage
+        cfg.run_dir,
+        accelerator,
+        console,
+        loop.total_steps,
+        state.step,
+        cfg.train.log_every,
+        stage,
+        report=run_report(cfg, console),
     ) as monitor:
         reason = fit(loop, state, stopper, monitor)
     if reason == "interrupted":
@@ -156,6 +163,15 @@ def train(
         cfg.run_dir, cfg.run_dir / "model", reason, state.step, stopper.best, stopper.best_step,
         summary, final_metrics,
     )  # fmt: skip
+
+
+def run_report(cfg: RunConfig, console: Console) -> Callable[[bool], bool] | None:
+    """``report(live)``: rewrite ``RUN_DIR/report.html`` (None when ``output.report`` is off)."""
+    if not cfg.output.report:
+        return None
+    from tunelab.report.live import update_run_report
+
+    return lambda live: update_run_report(cfg.run_dir, live, console)
 
 
 def build_model(cfg: RunConfig, label_names: list[str] | dict[str, list[str]] | None) -> nn.Module:

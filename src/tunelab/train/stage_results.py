@@ -47,7 +47,7 @@ def finish_run(
     cfg: RunConfig, stages: dict[str, RunConfig], stages_hash: str, console: Console
 ) -> TrainResult:
     """After the last stage (``stages``: name -> its config, in order): the run's artifact,
-    summary, evaluation and model card."""
+    summary, evaluation, model card and ``report.html``."""
     stage_cfgs = list(stages.values())
     summaries = [{**read_summary(c.run_dir), "method": c.method.name} for c in stage_cfgs]
     summary = staged_summary(list(stages), summaries)
@@ -69,6 +69,10 @@ def finish_run(
 
             compare_prompting(cfg, console=console)
         write_card(cfg, stage_cfgs[-1], summary, final_metrics)
+        if cfg.output.report:  # every stage's curves on one page, boundaries drawn
+            from tunelab.report.live import update_run_report
+
+            update_run_report(cfg.run_dir, live=False, console=console)
     return TrainResult(
         cfg.run_dir, cfg.run_dir / "model", summary["stop_reason"], summary["steps"],
         summary["best_metric"], summary["best_step"], summary, final_metrics,
