@@ -27,6 +27,8 @@ _LAZY = {
     "export_run": ("tunelab.export", "export_run"),
     "load": ("tunelab.inference", "load"),
     "predict": ("tunelab.inference", "predict"),
+    "read_attention": ("tunelab.attention.api", "attention"),
+    "run_sweep": ("tunelab.sweep.runner", "sweep"),
 }
 
 __all__ = ["ConfigError", "RunConfig", "TunelabError", "load_config", *_LAZY]

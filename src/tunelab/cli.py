@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "compare-prompting": "tunelab.evaluate.commands:compare_prompting",
     "export": "tunelab.export_commands:export",
     "predict": "tunelab.inference_commands:predict",
+    "attention": "tunelab.attention.commands:attention",
+    "sweep": "tunelab.sweep.commands:sweep",
 }
 
 _state = {"debug": False}
