@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "compare-prompting": "tunelab.evaluate.commands:compare_prompting",
     "export": "tunelab.export_commands:export",
     "predict": "tunelab.inference_commands:predict",
+    "report": "tunelab.report.commands:report",
     "attention": "tunelab.attention.commands:attention",
     "sweep": "tunelab.sweep.commands:sweep",
 }

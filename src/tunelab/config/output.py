@@ -9,3 +9,8 @@ from tunelab.config.section import Section
 
 class OutputConfig(Section):
     dir: str = Field(description="Run directory: everything the run writes goes here.")
+    report: bool = Field(
+        True,
+        description="Write report.html (curves, evaluation, data) into the run directory at "
+        "each validation and at the end; `tunelab report RUN_DIR` writes it on demand.",
+    )

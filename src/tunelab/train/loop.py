@@ -31,7 +31,7 @@ from tunelab.errors import TunelabError
 from tunelab.train.backends.base import Backend, StepOutcome
 from tunelab.train.checkpoint import checkpoints_dir, prune_checkpoints, save_checkpoint
 from tunelab.train.early_stopping import EarlyStopping
-from tunelab.train.monitor import Monitor
+from tunelab.train.monitor import Monitor, peak_memory_mb
 from tunelab.train.objective import Batch, LossFn, input_tokens, loss_items
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.signals import StopRequest, stop_on_signals
@@ -235,6 +235,7 @@ def step_record(loop: Loop, state: LoopState, result: StepResult) -> Metrics:
         "grad_norm": result.grad_norm,
         "loss_items": result.loss_items,
         "tokens_per_s": state.input_tokens / max(state.train_time_s, 1e-9),
+        "memory_mb": peak_memory_mb(),
     }
     if result.loss_scale is not None:
         record["loss_scale"] = result.loss_scale

@@ -7,6 +7,7 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,8 @@ class Monitor:
     """Logs to the progress display, ``metrics.jsonl`` and Accelerate's trackers (main process).
 
     On a terminal the progress is Rich's live bar; elsewhere (CI logs, ``> file``) it is whole
-    plain lines (:class:`PlainProgress`).
+    plain lines (:class:`PlainProgress`). ``report(live)``, when given, rewrites the run's
+    report after each validation (``live=True``) and once the loop ends (``live=False``).
     """
 
     def __init__(
@@ -90,8 +92,10 @@ class Monitor:
         total_steps: int,
         start: int,
         log_every: int = 1,
+        report: Callable[[bool], Any] | None = None,
     ) -> None:
         self.path = Path(run_dir) / METRICS_FILE
+        self.report = report if accelerator.is_main_process else None  # report(live)
         self.accelerator = accelerator
         self.main = accelerator.is_main_process
         self.console = console
@@ -125,6 +129,8 @@ class Monitor:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+        if self.report is not None:  # whatever ended the loop, the page stops reloading
+            self.report(False)
 
     def advance(self, step: int, record: dict[str, float]) -> None:
         """Move the progress to ``step`` showing the latest step's numbers."""
@@ -153,6 +159,8 @@ class Monitor:
             if isinstance(v, int | float) and not isinstance(v, bool)
         }
         self.accelerator.log(scalars, step=step)
+        if kind == "eval" and self.report is not None:
+            self.report(True)
 
     def message(self, text: str) -> None:
         if self.main:

@@ -60,7 +60,7 @@ def save_results(
     console: Console,
 ) -> dict[str, Any] | None:
     """Main process: artifact, train_summary.json, summary table, final eval, model card,
-    and the prompting baseline when ``eval.prompting_baseline`` is set."""
+    the prompting baseline when ``eval.prompting_baseline`` is set, and ``report.html``."""
     from tunelab.methods import save_artifact, write_model_card
 
     save_artifact(model, cfg, cfg.run_dir / "model", tokenizer, prepared.label_names)
@@ -77,4 +77,8 @@ def save_results(
         from tunelab.evaluate import compare_prompting
 
         compare_prompting(cfg, console=console)
+    if cfg.output.report:
+        from tunelab.report.live import update_run_report
+
+        update_run_report(cfg.run_dir, live=False, console=console)
     return final_metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,13 @@ def train(
             for note in resume_notes(cfg, resume_from, state.step, loop.total_steps):
                 console.print(note, soft_wrap=True)
     with Monitor(
-        cfg.run_dir, accelerator, console, loop.total_steps, state.step, cfg.train.log_every
+        cfg.run_dir,
+        accelerator,
+        console,
+        loop.total_steps,
+        state.step,
+        cfg.train.log_every,
+        report=run_report(cfg, console),
     ) as monitor:
         reason = fit(loop, state, stopper, monitor)
     if reason == "interrupted":
@@ -127,6 +134,15 @@ def train(
         cfg.run_dir, cfg.run_dir / "model", reason, state.step, stopper.best, stopper.best_step,
         summary, final_metrics,
     )  # fmt: skip
+
+
+def run_report(cfg: RunConfig, console: Console) -> Callable[[bool], bool] | None:
+    """``report(live)``: rewrite ``RUN_DIR/report.html`` (None when ``output.report`` is off)."""
+    if not cfg.output.report:
+        return None
+    from tunelab.report.live import update_run_report
+
+    return lambda live: update_run_report(cfg.run_dir, live, console)
 
 
 def build_model(cfg: RunConfig, label_names: list[str] | None) -> nn.Module:
