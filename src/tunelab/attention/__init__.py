@@ -13,7 +13,6 @@ _EXPORTS = {
     "attention": "tunelab.attention.api",
     "read_attention_maps": "tunelab.attention.api",
     "write_attention_page": "tunelab.attention.api",
-    "rollout": "tunelab.attention.rollout",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -38,7 +38,13 @@ def read_attention_maps(
     if not text.strip():
         raise TunelabError("--text is empty; give the text to read the attention over")
     opened = source if isinstance(source, Source) else open_source(source, base)
-    prompt = prompt_ids(opened, text)
+    return maps_over(opened, prompt_ids(opened, text), text, max_new_tokens)
+
+
+def maps_over(opened: Source, prompt: list[int], text: str, max_new_tokens: int) -> AttentionResult:
+    """Every model's maps over ``prompt`` and the tokens generated after it."""
+    for label, model in opened.models:  # one token first: fail before generating
+        read_attention(model, opened.tokenizer, prompt[:1], label, opened.name)
     new = generated_ids(opened, prompt, max_new_tokens)
     ids = prompt + new
     maps = [

@@ -9,8 +9,12 @@ from typing import Any
 
 import numpy as np
 
+SCALE = 10000  # weights travel as integers: 1e-4 resolution
+
 SCRIPT = r"""
 function tunelabAttention(p) {
+  const unit = (a) => Array.isArray(a) ? a.map(unit) : a / p.scale;
+  p.models.forEach((m) => { m.maps = unit(m.maps); m.rollout = unit(m.rollout); });
   const $ = (s) => document.getElementById(p.id + "-" + s);
   const esc = (t) => t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const tick = (k) => k.s ? '<span style="color:#c0392b">«' + esc(k.t) + '»</span>'
@@ -106,13 +110,14 @@ def payload(result: Any, element_id: str, layers: list[int], heads: list[int]) -
                 "special": maps.special,
                 "vk": maps.virtual_keys,
                 "vq": maps.virtual_queries,
-                "maps": np.round(chosen, 4).tolist(),
-                "rollout": np.round(roll, 4).tolist(),
+                "maps": quantised(chosen),
+                "rollout": quantised(roll),
                 "rollout_offset": offset,
             }
         )
     return {
         "id": element_id,
+        "scale": SCALE,
         "text": result.text,
         "prompt_tokens": result.prompt_tokens,
         "generated": result.generated,
@@ -120,6 +125,11 @@ def payload(result: Any, element_id: str, layers: list[int], heads: list[int]) -
         "heads": heads,
         "models": models,
     }
+
+
+def quantised(weights: np.ndarray) -> list:
+    """Weights in [0, 1] as integers in units of :data:`SCALE` (compact JSON)."""
+    return np.rint(np.asarray(weights, dtype=np.float64) * SCALE).astype(np.int32).tolist()
 
 
 def fragment(data: dict[str, Any]) -> str:

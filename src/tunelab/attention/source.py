@@ -76,8 +76,14 @@ def _config_source(config: Path) -> Source:
 def prompt_ids(source: Source, text: str) -> list[int]:
     """The token ids of ``text`` rendered as in training (classification: the text to
     classify; generation: the prompt up to the answer), cut to the stored max_length."""
+    (example,) = input_examples(source.rendering, [("--text", text)])
+    return example_ids(source, example)
+
+
+def example_ids(source: Source, example: dict[str, Any], limit: int | None = None) -> list[int]:
+    """The token ids of a canonical example (see ``tunelab.data``): the text to classify, or
+    the prompt up to the answer, cut to the stored max_length (and ``limit``)."""
     tok, rendering = source.tokenizer, source.rendering
-    (example,) = input_examples(rendering, [("--text", text)])
     if source.task == "classification":
         ids = tok(example["text"], example.get("text_pair"))["input_ids"]
     elif "messages" in example:
@@ -88,7 +94,8 @@ def prompt_ids(source: Source, text: str) -> list[int]:
         ids = tok(example["text"])["input_ids"]
     from tunelab.inference import fit
 
-    return fit(list(ids), rendering.max_length, rendering.truncation_side)
+    room = min(rendering.max_length, limit or rendering.max_length)
+    return fit(list(ids), room, rendering.truncation_side)
 
 
 def generated_ids(source: Source, prompt: list[int], max_new_tokens: int) -> list[int]:
