@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from train_helpers import cls_config, lm_config, write_classification_data, write_text_data
 from tunelab.attention import read_attention_maps, write_attention_page
-from tunelab.attention.page import SCALE
+from tunelab.attention.page import SCALE, unpacked
 from tunelab.attention.rollout import rollout
 from tunelab.cli import app, main
 from tunelab.config import load_config
@@ -131,14 +131,29 @@ def test_encoder_prefix_maps_cover_the_virtual_keys_and_attend_both_ways(prefix_
     assert offset == 5 and roll.shape == (n, n) and np.allclose(roll.sum(-1), 1.0)
 
 
+def test_the_run_report_shows_the_maps_of_validation_examples(prefix_run):
+    stored = json.loads((prefix_run / "attention.json").read_text(encoding="utf-8"))["examples"]
+    assert len(stored) == 2  # output.attention_examples' default
+    report = (prefix_run / "report.html").read_text(encoding="utf-8")
+    section = report[report.index('<section data-section="attention"') :]
+    assert section.count("tunelabAttention({") == 2 and 'id="attn-' in section
+    for block in stored:  # the same maps as reading the example's text afresh
+        again = read_attention_maps(prefix_run, block["text"])
+        for model, maps in zip(block["models"], again.maps, strict=True):
+            assert np.allclose(unpacked(model["maps"]), maps.weights, atol=1 / SCALE)
+            assert model["tokens"] == maps.tokens
+
+
 def test_page_is_self_contained_and_holds_the_maps(lora_run, tmp_path):
     result = read_attention_maps(lora_run, TEXT, max_new_tokens=2)
     path = write_attention_page([result], tmp_path / "a.html", layer=-1)
     html = path.read_text(encoding="utf-8")
-    assert "<script src" not in html and "Plotly.react" in html and len(html) > 1_000_000
+    assert (
+        "<script src" not in html and "Plotly.react" in html and len(html) > 1_000_000
+    )  # plotly.js is inlined
     payload = json.loads(re.search(r"tunelabAttention\((\{.*?\})\);</script>", html).group(1))
     assert payload["layers"] == [len(result.maps[0].weights) - 1]
-    shown = np.array(payload["models"][0]["maps"]) / SCALE
+    shown = unpacked(payload["models"][0]["maps"])
     assert np.allclose(shown, result.maps[0].weights[-1:], atol=1 / SCALE)
     assert payload["models"][0]["tokens"] == result.maps[0].tokens
     assert '<option value="generated">' in html

@@ -32,7 +32,7 @@ def write_config(tmp_path: Path, model_dir: Path) -> Path:
                  "cache_dir": str(tmp_path / "data-cache")},
         "method": {"name": "full"},
         "train": {"batch_size": 8, "lr": 2e-3, "report_to": [], "epochs": 100, "eval_every": 1000},
-        "output": {"dir": str(tmp_path / "sweep"), "report": False},
+        "output": {"dir": str(tmp_path / "sweep"), "report": False, "attention_examples": 0},
     }  # fmt: skip
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -122,6 +122,9 @@ def test_a_stopped_sweep_resumes_and_tabulates_every_run(tmp_path, tiny_bert_dir
         assert row["eval.accuracy"] == metrics["accuracy"]
         assert float(csv_row["eval.accuracy"]) == pytest.approx(metrics["accuracy"])
         assert csv_row["method.name"] == run_dir.name and row["steps"] == STEPS
+    report = (sweep_dir / "report.html").read_text(encoding="utf-8")  # the comparison
+    assert 'data-section="comparison"' in report
+    assert 'data-run="full"' in report and 'data-run="bitfit"' in report
     full, bitfit = runs
     assert full["trainable_params"] == full["total_params"] == _bert_params(tiny_bert_dir)
     assert bitfit["trainable_params"] < full["trainable_params"] / 10

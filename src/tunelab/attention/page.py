@@ -3,18 +3,29 @@ the rollout, layer/head selection; one self-contained HTML file with plotly.js i
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from typing import Any
 
 import numpy as np
 
-SCALE = 10000  # weights travel as integers: 1e-4 resolution
+ATTENTION_FILE = "attention.json"  # a run's maps of validation examples, for the report
+SCALE = 65535  # weights travel as little-endian uint16 in base64: 1.5e-5 resolution
 
 SCRIPT = r"""
 function tunelabAttention(p) {
-  const unit = (a) => Array.isArray(a) ? a.map(unit) : a / p.scale;
-  p.models.forEach((m) => { m.maps = unit(m.maps); m.rollout = unit(m.rollout); });
+  function unpack(packed) {  // -> nested arrays of the given shape, in [0, 1]
+    const bin = atob(packed.b64), bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const flat = new Uint16Array(bytes.buffer);
+    const build = (dims, at) => dims.length === 1
+      ? Array.from(flat.subarray(at, at + dims[0]), (v) => v / p.scale)
+      : Array.from({length: dims[0]}, (_, i) =>
+          build(dims.slice(1), at + i * dims.slice(1).reduce((a, b) => a * b, 1)));
+    return build(packed.shape, 0);
+  }
+  p.models.forEach((m) => { m.maps = unpack(m.maps); m.rollout = unpack(m.rollout); });
   const $ = (s) => document.getElementById(p.id + "-" + s);
   const esc = (t) => t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const tick = (k) => k.s ? '<span style="color:#c0392b">«' + esc(k.t) + '»</span>'
@@ -46,7 +57,7 @@ function tunelabAttention(p) {
       colorscale: diverging ? "RdBu" : "Viridis"};
     if (diverging) { trace.zmid = 0; }
     const size = Math.max(360, Math.min(900, 18 * Math.max(rows.length, cols.length) + 160));
-    const layout = {title: {text: title, font: {size: 14}, y: 0.99, yanchor: "top"},
+    const layout = {title: {text: title, font: {size: 14}, x: 0.01, xanchor: "left"},
       width: size, height: size,
       margin: {l: 110, b: 110, t: 70, r: 20},
       xaxis: {tickvals: range(0, cols.length), ticktext: cols.map((j) => tick(ktok[j])),
@@ -89,8 +100,10 @@ function tunelabAttention(p) {
 }
 """
 
+PAGE_STYLE = "body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }"
+
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+.tl-attn { margin: 1em 0 2em; }
 .tl-attn-row { display: flex; flex-wrap: wrap; gap: 1em; }
 .tl-attn-controls { margin: .8em 0; display: flex; gap: 1.5em; }
 .tl-attn-text { background: #f5f5f5; padding: .5em; white-space: pre-wrap; }
@@ -127,9 +140,18 @@ def payload(result: Any, element_id: str, layers: list[int], heads: list[int]) -
     }
 
 
-def quantised(weights: np.ndarray) -> list:
-    """Weights in [0, 1] as integers in units of :data:`SCALE` (compact JSON)."""
-    return np.rint(np.asarray(weights, dtype=np.float64) * SCALE).astype(np.int32).tolist()
+def quantised(weights: np.ndarray) -> dict[str, Any]:
+    """Weights in [0, 1] packed as base64 little-endian uint16 in units of 1/:data:`SCALE`,
+    with their shape (about 2.7 bytes a weight on the page)."""
+    values = np.clip(np.rint(np.asarray(weights, dtype=np.float64) * SCALE), 0, SCALE)
+    packed = base64.b64encode(values.astype("<u2").tobytes()).decode("ascii")
+    return {"b64": packed, "shape": list(values.shape)}
+
+
+def unpacked(packed: dict[str, Any]) -> np.ndarray:
+    """The weights of :func:`quantised` back as floats."""
+    flat = np.frombuffer(base64.b64decode(packed["b64"]), dtype="<u2")
+    return flat.reshape(packed["shape"]).astype(np.float64) / SCALE
 
 
 def fragment(data: dict[str, Any]) -> str:
@@ -164,7 +186,7 @@ def page(blocks: list[dict[str, Any]], title: str, intro: str = "") -> str:
     body = "".join(fragment(block) for block in blocks)
     return (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{STYLE}</style><script>{get_plotlyjs()}</script><script>{SCRIPT}</script>"
+        f"<style>{PAGE_STYLE}{STYLE}</style><script>{get_plotlyjs()}</script><script>{SCRIPT}</script>"
         f"</head><body><h1>{html.escape(title)}</h1><p>{intro}</p>{body}</body></html>"
     )
 

@@ -20,6 +20,7 @@ from tunelab.sweep.table import run_row, write_table
 from tunelab.train.signals import StopRequest, stop_on_signals
 
 FINISHED, SKIPPED, STOPPED, FAILED, PENDING = "finished", "skipped", "stopped", "failed", "pending"
+REPORT = "report.html"  # the comparison of the sweep's runs
 
 
 @dataclass
@@ -62,8 +63,10 @@ def sweep(
             save(plan, status)
     result = save(plan, status)
     done = sum(row["status"] in (FINISHED, SKIPPED) for row in result.rows)
+    report = comparison_report(plan, console)
     console.print(
-        f"sweep: {done}/{len(plan.runs)} run(s) trained; table: {plan.sweep_dir / 'sweep.csv'}",
+        f"sweep: {done}/{len(plan.runs)} run(s) trained; table: {plan.sweep_dir / 'sweep.csv'}"
+        + (f"; report: {report}" if report else ""),
         soft_wrap=True,
     )
     if stop:
@@ -123,6 +126,26 @@ def save(plan: SweepPlan, status: dict[str, str]) -> SweepResult:
     }
     write_table(plan.sweep_dir, header, rows)
     return SweepResult(plan.sweep_dir, rows)
+
+
+def comparison_report(plan: SweepPlan, console: Console) -> Path | None:
+    """``SWEEP_DIR/report.html``: the comparison of every run that has started (a warning,
+    not an error, when it cannot be written)."""
+    from tunelab.errors import first_line
+    from tunelab.report import write_report
+
+    started = [run.cfg.run_dir for run in plan.runs if run.cfg.run_dir.is_dir()]
+    if not started:
+        return None
+    try:
+        return write_report(started, plan.sweep_dir / REPORT)
+    except Exception as exc:  # the table is written; the report is a side output
+        console.print(
+            f"[yellow]warning:[/] {plan.sweep_dir / REPORT} not written "
+            f"({type(exc).__name__}: {first_line(exc)})",
+            soft_wrap=True,
+        )
+        return None
 
 
 def require_complete(result: SweepResult) -> None:
