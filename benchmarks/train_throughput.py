@@ -48,6 +48,7 @@ from throughput_assets import (  # noqa: E402  (benchmarks/ is on sys.path when 
     rows_per_step,
     run_config,
 )
+from tunelab.allocator import launch_env  # noqa: E402
 
 # tunelab variants: each turns one default switch off, to show what it contributed
 SWITCHES: dict[str, dict[str, Any]] = {
@@ -55,16 +56,19 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "tunelab-nochunk": {"loss_chunk_size": 0},
     "tunelab-random": {"group_by_length": False},
 }
+# environment switches: tunelab on glibc's malloc instead of the tunelab command's jemalloc
+ENV_SWITCHES: dict[str, dict[str, str]] = {"tunelab-glibc": {"TUNELAB_ALLOCATOR": "system"}}
 Results = dict[str, list[dict[str, Any]]]
 
 
 def plan(quick: bool, rounds: int) -> list[list[Job]]:
     """Groups of jobs; the systems of a group alternate round by round, groups run in order."""
-    lm = ("tunelab", "tunelab-nochunk", "hf-grouped", "hf", "trl")
+    lm = ("tunelab", "tunelab-nochunk", "tunelab-glibc", "hf-grouped", "hf", "trl")
     if quick:
         return [[Job(s, "llama", rows=48) for s in lm]]
+    extra = ("tunelab-random", "hf-grouped+jemalloc")
     return [
-        [Job(s, "llama", rows=160, rounds=rounds) for s in (*lm, "tunelab-random")],
+        [Job(s, "llama", rows=160, rounds=rounds) for s in (*lm, *extra)],
         [Job(s, "smollm2", rows=48) for s in lm],
         [Job(s, "minilm", rows=96) for s in ("tunelab", "hf-grouped", "hf")],
         [Job(s, "llama", method="full", rows=160) for s in ("tunelab", "hf-grouped")],
@@ -79,7 +83,7 @@ def run_job(assets: Assets, job: Job, round_: int) -> dict[str, Any]:
     shutil.rmtree(job_dir / "out", ignore_errors=True)  # never auto-resume an earlier run
     spec = {
         **info,
-        "system": job.system,
+        "system": job.system.split("+")[0],
         "workload": job.workload,
         "method": job.method,
         "packed_rows": rows_per_step(info),
@@ -96,6 +100,7 @@ def run_job(assets: Assets, job: Job, round_: int) -> dict[str, Any]:
         [sys.executable, "-c", f"{code}; w.worker_main({str(spec_path)!r})"],
         capture_output=True,
         text=True,
+        env=job_env(job.system),
     )
     (job_dir / "log.txt").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -104,6 +109,15 @@ def run_job(assets: Assets, job: Job, round_: int) -> dict[str, Any]:
         print("    " + "\n    ".join(tail))
         return {"error": tail[-1] if tail else "failed"}
     return json.loads((job_dir / "result.json").read_text())
+
+
+def job_env(system: str) -> dict[str, str]:
+    """tunelab runs as the ``tunelab`` command starts it (on jemalloc where found); the
+    baselines as their users start them, except a ``+jemalloc`` control."""
+    env = {**os.environ, **ENV_SWITCHES.get(system, {})}
+    if system.startswith("tunelab") or system.endswith("+jemalloc"):
+        env = launch_env(env) or env
+    return env
 
 
 def summarise(job: Job, result: dict[str, Any], peak: float, info: dict[str, Any]) -> dict:
@@ -181,6 +195,8 @@ def print_setup(assets: Assets) -> None:
             for k in ("loss_chunk_size", "group_by_length", "packing", "fast_dropout", "compile")
         )
     )
+    env = launch_env(os.environ)
+    print(f"tunelab command's allocator: {env['LD_PRELOAD'] if env else 'glibc malloc'}")
     for name, info in assets.data.items():
         packed = f" = {rows_per_step(info)} packed rows" if "minilm" not in name else ""
         print(
@@ -258,9 +274,13 @@ def print_targets(prefix: str, rows: dict[str, dict[str, float]]) -> None:
                 line(
                     f"{label} tunelab / {name}", v, None, "{:.4f}" if m == "heldout" else "{:.2f}x"
                 )
+    v = ratio("hf-grouped+jemalloc", "hf-grouped", "rss_mb")
+    if v is not None:
+        line("control: peak RSS HF grouped on jemalloc / on glibc", v, None)
     for variant, switch in (
         ("tunelab-nochunk", "loss_chunk_size"),
         ("tunelab-random", "group_by_length"),
+        ("tunelab-glibc", "jemalloc allocator"),
     ):
         speed, rss = ratio("tunelab", variant, metric), ratio("tunelab", variant, "rss_mb")
         if speed is not None:

@@ -30,6 +30,20 @@ pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 if [ "$TORCH_SPEC" != "skip" ]; then
   pip install -q "$TORCH_SPEC"
 fi
+# jemalloc: the tunelab command runs on it where found (about half the peak memory of glibc's
+# malloc in training; see docs/performance.md). Debian's libjemalloc2 is 0.3 MB.
+if ! ls /usr/lib/*/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 > /dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjemalloc2 > /dev/null 2>&1 \
+      || { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive \
+           apt-get install -y -q libjemalloc2 > /dev/null; } \
+      || echo "install.sh: could not install libjemalloc2; tunelab uses glibc's malloc" >&2
+  else
+    echo "install.sh: libjemalloc2 not found; install it (e.g. apt-get install libjemalloc2)" \
+      "for about half the training memory" >&2
+  fi
+fi
+
 if [ "$WITH_TESTS" = 1 ]; then
   pip install -q -e ".[dev]"
   # Headless Chromium for the report tests (Debian packages; only where missing).

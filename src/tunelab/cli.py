@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from tunelab.allocator import relaunch_with_allocator
 from tunelab.cli_args import err_console
 from tunelab.errors import TunelabError
 
@@ -72,8 +73,18 @@ def build_app(commands: dict[str, str]) -> typer.Typer:
 app = build_app(COMMANDS)
 
 
+def console_main() -> None:
+    """The ``tunelab`` console script: restart under jemalloc where found, then run."""
+    try:
+        relaunch_with_allocator(sys.argv)
+    except TunelabError as exc:
+        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        sys.exit(2)
+    main()
+
+
 def main() -> None:
-    """Console-script entry point: user errors print one or two lines and exit 2."""
+    """Run the CLI in this process: user errors print one or two lines and exit 2."""
     try:
         app()
     except TunelabError as exc:

@@ -218,7 +218,10 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: Path) -> N
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
         ("steps", f"{summary['steps']}"),
         ("train tokens/s", f"{summary['tokens_per_s']:,.0f}"),
-        ("peak memory", f"{summary['peak_memory_mb']:,.0f} MB"),
+        (
+            "peak memory",
+            f"{summary['peak_memory_mb']:,.0f} MB ({summary.get('allocator', 'system')} malloc)",
+        ),
         ("trainable params", f"{summary['trainable_params']:,} / {summary['total_params']:,}"),
         (
             "best " + summary["best_metric_name"],

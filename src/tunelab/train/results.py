@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from torch import nn
 
+from tunelab.allocator import active_allocator
 from tunelab.config import RunConfig
 from tunelab.io import atomic_write_json
 from tunelab.train.checkpoint import config_hash
@@ -36,6 +37,7 @@ def run_summary(
         "loss_tokens": state.loss_items,
         "skipped_steps": state.skipped_steps,
         "peak_memory_mb": peak_memory_mb(),
+        "allocator": active_allocator(),
         "best_metric_name": cfg.train.early_stopping.metric,
         "best_metric": stopper.best,
         "best_step": stopper.best_step,
