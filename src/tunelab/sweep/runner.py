@@ -4,6 +4,7 @@ current after every run."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from tunelab.allocator import launch_env
 from tunelab.errors import TunelabError
 from tunelab.sweep.plan import PlannedRun, SweepPlan, plan_sweep
 from tunelab.sweep.table import run_row, write_table
@@ -84,8 +86,9 @@ def train_run(plan: SweepPlan, run: PlannedRun, stop: StopRequest, console: Cons
     overrides = [f"{key}={value}" for key, value in run.settings.items()]
     overrides.append(f"output.dir={run.cfg.run_dir}")
     command = [sys.executable, "-m", "tunelab.cli", "train", str(plan.config), *overrides]
+    env = launch_env(os.environ) or dict(os.environ)  # the allocator `tunelab train` runs on
     # its own session: a terminal's Ctrl-C reaches the sweep, which passes one signal on
-    proc = subprocess.Popen(command, start_new_session=True)
+    proc = subprocess.Popen(command, env=env, start_new_session=True)
     try:
         code = wait(proc, stop)
     finally:
