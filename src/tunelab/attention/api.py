@@ -102,8 +102,11 @@ def attention(
     """Read the attention over ``text`` and write the page (default ``attention.html`` in the
     run directory, or beside the config)."""
     result = read_attention_maps(source, text, max_new_tokens, base)
-    if out is None:
-        path = Path(source)
-        out = (path if path.is_dir() else path.parent) / "attention.html"
-    write_attention_page([result], out, layer, head)
+    write_attention_page([result], out or default_page(source), layer, head)
     return result
+
+
+def default_page(source: str | Path) -> Path:
+    """``attention.html`` in the run directory, or beside the config."""
+    path = Path(source)
+    return (path if path.is_dir() else path.parent) / "attention.html"

@@ -32,9 +32,9 @@ def attention(
 ) -> None:
     """Attention maps per layer and head, and their rollout, as an HTML page."""
     from tunelab.attention.api import attention as run_attention
+    from tunelab.attention.api import default_page
 
-    if out is None:
-        out = (source if source.is_dir() else source.parent) / "attention.html"
+    out = out or default_page(source)
     result = run_attention(source, text, out, layer, head, max_new_tokens, base)
     first = result.maps[0]
     layers, heads = first.weights.shape[:2]

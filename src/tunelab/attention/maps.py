@@ -30,11 +30,6 @@ class AttentionMaps:
     virtual_keys: int
     virtual_queries: int
 
-    @property
-    def query_tokens(self) -> list[str]:
-        """The tokens along the query axis."""
-        return self.tokens[self.virtual_keys - self.virtual_queries :]
-
     def input_block(self) -> np.ndarray:
         """``[layers, heads, n, n]``: the input tokens' attention over the input tokens."""
         return self.weights[:, :, self.virtual_queries :, self.virtual_keys :]
