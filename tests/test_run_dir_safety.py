@@ -172,8 +172,16 @@ def test_clear_outputs_removes_only_what_tunelab_wrote(tmp_path):
     (run / "README.md").write_text("# run\n\nFine-tuned with tunelab.\n", encoding="utf-8")
     (run / "data_report.json").write_text("{}", encoding="utf-8")
     (run / "my.yaml").write_text("a: 1", encoding="utf-8")
+    (run / "report.html").write_text("<html></html>", encoding="utf-8")
     removed = clear_outputs(run)
-    assert removed == [".model.old", "README.md", "checkpoints", "model", "tensorboard"]
+    assert removed == [
+        ".model.old",
+        "README.md",
+        "checkpoints",
+        "model",
+        "report.html",
+        "tensorboard",
+    ]
     assert sorted(p.name for p in run.iterdir()) == ["data_report.json", "my.yaml", "tensorboard"]
     assert list((run / "tensorboard").rglob("*.0")) == [mine]
     (run / "README.md").write_text("# my notes\n", encoding="utf-8")

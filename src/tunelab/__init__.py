@@ -27,6 +27,7 @@ _LAZY = {
     "export_run": ("tunelab.export", "export_run"),
     "load": ("tunelab.inference", "load"),
     "predict": ("tunelab.inference", "predict"),
+    "write_report": ("tunelab.report", "write_report"),
     "read_attention": ("tunelab.attention.api", "attention"),
     "run_sweep": ("tunelab.sweep.runner", "sweep"),
 }

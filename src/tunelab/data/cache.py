@@ -16,7 +16,7 @@ from tunelab.config import RunConfig
 from tunelab.io import atomic_dir
 from tunelab.paths import cache_root, resolve_path
 
-CACHE_VERSION = "2"  # 2: the report has unk_rate, unk_token and warnings
+CACHE_VERSION = "3"  # 2: unk_rate, unk_token and warnings; 3: token_length_histogram
 
 
 def cache_dir(cfg: RunConfig) -> Path:

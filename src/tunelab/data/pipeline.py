@@ -19,7 +19,7 @@ from tunelab.data.splitting import (
     split_rows,
     subsample,
 )
-from tunelab.data.stats import label_counts, length_stats, unknown_warnings
+from tunelab.data.stats import label_counts, length_histograms, length_stats, unknown_warnings
 from tunelab.data.tokenization import (
     Encoder,
     add_prompt_reference,
@@ -168,6 +168,7 @@ def build_report(
         "max_length": cfg.max_length,
         "rows": {name: len(ex) for name, ex in prepared.examples.items()},
         "token_lengths": {name: length_stats(values) for name, values in lengths.items()},
+        "token_length_histogram": length_histograms(lengths, cfg.max_length),
         "truncated": truncated,
         "cleaning": log.as_dict(),
     }

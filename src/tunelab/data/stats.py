@@ -1,4 +1,4 @@
-"""The data report's figures: token-length percentiles, rows per label, unknown-token warnings.
+"""The data report's figures: token-length percentiles and histograms, rows per label, unknown-token warnings.
 
 Computed by the pipeline (``tunelab.data.pipeline``) and printed by ``tunelab.data.report``.
 """
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 PERCENTILES = (50, 90, 99)
+HISTOGRAM_BINS = 30
 UNK_WARN_RATE = 0.05  # warn when more than 5% of a split's tokens are the unknown token
 
 
@@ -21,6 +22,23 @@ def length_stats(lengths: list[int]) -> dict[str, float]:
     stats["max"] = int(values.max())
     stats["mean"] = round(float(values.mean()), 1)
     return stats
+
+
+def length_histograms(
+    lengths: dict[str, list[int]], max_length: int, bins: int = HISTOGRAM_BINS
+) -> dict[str, dict[str, list[float]]]:
+    """Token-length histograms per split on shared bins from 0 to the larger of
+    ``max_length`` and the 99th percentile of all lengths; longer rows count in the last bin."""
+    every = [n for values in lengths.values() for n in values]
+    if not every:
+        return {}
+    upper = max(float(np.percentile(every, 99)), float(max_length), 1.0)
+    edges = np.linspace(0.0, upper, bins + 1)
+    out = {}
+    for name, values in lengths.items():
+        counts, _ = np.histogram(np.minimum(np.asarray(values, dtype=float), upper), edges)
+        out[name] = {"edges": [round(float(e), 1) for e in edges], "counts": counts.tolist()}
+    return out
 
 
 def label_counts(examples: list[dict[str, Any]]) -> dict[str, int]:

@@ -38,30 +38,34 @@ def load_runs(run_dirs: Sequence[str | Path]) -> list[RunData]:
     return [load_run(p, n) for p, n in zip(paths, named, strict=True)]
 
 
-def render_report(runs: Sequence[RunData], live: bool = False) -> str:
-    """The HTML of the report of ``runs`` (comparison sections first when several)."""
+def render_report(runs: Sequence[RunData], live: bool = False, title: str | None = None) -> str:
+    """The HTML of the report of ``runs``: with several, the comparison sections first and
+    each run's own sections folded below. ``title`` replaces the default heading."""
     page = Page()
     parts = [note(f"{run.name}: {text}") for run in runs for text in run.notes]
     if live:
         parts.append(note(f"training is running: this page reloads every {RELOAD_S} s", "live"))
     if len(runs) > 1:
-        parts += [
-            render_section(name, runs, page) for name, s in SECTIONS.items() if s.scope == "runs"
-        ]
+        parts += [render_section(n, runs, page) for n, s in SECTIONS.items() if s.scope == "runs"]
     for run in runs:
         run.live = live
-        body = "".join(
-            render_section(name, run, page) for name, s in SECTIONS.items() if s.scope == "run"
-        )
-        if len(runs) > 1:
-            body = f'<details data-run="{esc(run.name)}"><summary>{esc(run.name)}: {esc(run.path)}</summary>{body}</details>'
-        parts.append(body)
+        parts.append(run_sections(run, page, folded=len(runs) > 1))
     if len(runs) == 1:
-        title, subtitle = f"tunelab report: {runs[0].name}", str(runs[0].path)
+        heading, subtitle = f"tunelab report: {runs[0].name}", str(runs[0].path)
     else:
-        title, subtitle = f"tunelab comparison of {len(runs)} runs", ", ".join(r.name for r in runs)
+        heading = f"tunelab comparison of {len(runs)} runs"
+        subtitle = ", ".join(r.name for r in runs)
     subtitle += f" · written {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    return document(title, subtitle, "".join(parts), live)
+    return document(title or heading, subtitle, "".join(parts), live)
+
+
+def run_sections(run: RunData, page: Page, folded: bool) -> str:
+    """The ``run``-scope sections of one run (inside a closed ``<details>`` when ``folded``)."""
+    body = "".join(render_section(n, run, page) for n, s in SECTIONS.items() if s.scope == "run")
+    if not folded:
+        return body
+    summary = f"<summary>{esc(run.name)}: {esc(run.path)}</summary>"
+    return f'<details data-run="{esc(run.name)}">{summary}{body}</details>'
 
 
 def render_section(name: str, target: RunData | Sequence[RunData], page: Page) -> str:
@@ -89,21 +93,27 @@ class Written:
 
 
 def write_runs(
-    run_dirs: Sequence[str | Path], out_path: str | Path | None = None, live: bool = False
+    run_dirs: Sequence[str | Path],
+    out_path: str | Path | None = None,
+    live: bool = False,
+    title: str | None = None,
 ) -> Written:
     """Write the report of ``run_dirs``; return where, with the notes shown on the page."""
     runs = load_runs(run_dirs)
     out = Path(out_path) if out_path is not None else default_output(run_dirs)
     if out.is_dir():
         raise TunelabError(f"-o {out}: a directory; give a file name, e.g. {out / REPORT_FILE}")
-    atomic_write_text(out, render_report(runs, live))
+    atomic_write_text(out, render_report(runs, live, title))
     return Written(out, [f"{run.name}: {text}" for run in runs for text in run.notes])
 
 
 def write_report(
-    run_dirs: Sequence[str | Path], out_path: str | Path | None = None, live: bool = False
+    run_dirs: Sequence[str | Path],
+    out_path: str | Path | None = None,
+    live: bool = False,
+    title: str | None = None,
 ) -> Path:
     """Write the report of ``run_dirs`` to ``out_path`` (default ``RUN_DIR/report.html`` for
     one run, ``./report.html`` for several); return its path. ``live``: the page reloads
-    itself every few seconds (training still runs)."""
-    return write_runs(run_dirs, out_path, live).path
+    itself every few seconds (training still runs); ``title``: the page's heading."""
+    return write_runs(run_dirs, out_path, live, title).path

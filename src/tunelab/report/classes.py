@@ -50,10 +50,19 @@ def reliability_chart(page: Page, rel: Reliability) -> str:
     """Accuracy per confidence bin against the diagonal of perfect calibration."""
     width = 1 / len(rel.lower)
     centers = [lo + width / 2 for lo in rel.lower]
-    bars = {"type": "bar", "name": "accuracy in bin", "x": centers, "y": rel.accuracy,
-            "width": width * 0.95, "marker": {"color": "#1f77b4"}, "customdata": rel.count,
-            "hovertemplate": "confidence %{x:.2f}<br>accuracy %{y:.3f}<br>"
-                             "%{customdata} examples<extra></extra>"}  # fmt: skip
+    bars = {
+        "type": "bar",
+        "name": "accuracy in bin",
+        "x": centers,
+        "y": rel.accuracy,
+        "width": width * 0.95,
+        "marker": {"color": "#1f77b4"},
+        "text": [f"n={c}" if c else "" for c in rel.count],
+        "textposition": "auto",
+        "customdata": rel.count,
+        "hovertemplate": "confidence %{x:.2f}<br>accuracy %{y:.3f}<br>"
+        "%{customdata} examples<extra></extra>",
+    }
     gap = {
         "type": "scatter",
         "mode": "markers",

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
+from tunelab.errors import TunelabError, first_line
+
 RELOAD_S = 20  # a live report reloads itself this often
 
 STYLE = """
@@ -73,8 +75,12 @@ RELOAD = """
 @cache
 def plotly_js() -> str:
     """The plotly.js bundle shipped with the plotly package (inlined into every report)."""
-    from plotly.offline import get_plotlyjs
-
+    try:
+        from plotly.offline import get_plotlyjs
+    except ImportError as exc:
+        raise TunelabError(
+            f"the report needs plotly ({first_line(exc)}); pip install plotly"
+        ) from None
     return get_plotlyjs()
 
 
@@ -129,14 +135,14 @@ class Page:
         chart_id = f"chart-{self.count}"
         layout = {
             "title": {"text": title, "font": {"size": 15}, "x": 0.01, "xanchor": "left"},
-            "margin": {"l": 60, "r": 20, "t": 44, "b": 48},
-            "height": 340,
+            "margin": {"l": 64, "r": 20, "t": 44, "b": 84},
+            "height": 360,
             "template": None,
             "paper_bgcolor": "#fff",
             "plot_bgcolor": "#fff",
             "xaxis": {"gridcolor": "#eaeef2", "zeroline": False},
-            "yaxis": {"gridcolor": "#eaeef2", "zeroline": False},
-            "legend": {"orientation": "h", "y": -0.2},
+            "yaxis": {"gridcolor": "#eaeef2", "zeroline": False, "exponentformat": "e"},
+            "legend": {"orientation": "h", "y": -0.3, "yanchor": "top"},
             "hovermode": "closest",
         }
         layout = merge(layout, figure.get("layout", {}))
@@ -159,7 +165,7 @@ class Page:
         """An HTML table; ``best`` marks (row, column) cells, the first ``text_columns``
         columns are left-aligned, ``cells`` columns hold long text (scrolling boxes)."""
         head = "".join(
-            f'<th class="{"text" if i < text_columns else ""}">{esc(h)}</th>'
+            f'<th class="{"text" if i < text_columns or i in cells else ""}">{esc(h)}</th>'
             for i, h in enumerate(header)
         )
         body = []

@@ -23,7 +23,8 @@ from tunelab.io import fsync_dir
 # the results of a trained run: a fresh start that would silently replace them needs --no-resume
 RESULTS = ("model", "train_summary.json", "eval_results.json", "predictions.jsonl")
 OUTPUTS = (
-    *RESULTS, "checkpoints", "metrics.jsonl", "prompting_comparison.json", "attention.json"
+    *RESULTS, "checkpoints", "metrics.jsonl", "prompting_comparison.json", "report.html",
+    "attention.json",
 )  # fmt: skip
 MODEL_CARD = "README.md"
 CARD_LINE = "Fine-tuned with tunelab."  # in the first lines of every card tunelab writes

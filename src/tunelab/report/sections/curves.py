@@ -6,6 +6,7 @@ from __future__ import annotations
 from tunelab.report.charts import (
     COLORS,
     boundary_layout,
+    last_step,
     line,
     series,
     stage_boundaries,
@@ -36,11 +37,19 @@ def eval_keys(run: RunData) -> list[str]:
     return sorted(keys, key=lambda k: k != "eval_loss")
 
 
+def best_markers(points: list[tuple[int, float]]) -> dict:
+    """Stars on the validations that set a new best (``is_best``)."""
+    return {"type": "scatter", "mode": "markers", "name": "new best",
+            "x": [x for x, _ in points], "y": [y for _, y in points],
+            "marker": {"symbol": "star", "size": 12, "color": "#bf8700"}}  # fmt: skip
+
+
 def render(run: RunData, page: Page) -> str | None:
     if not run.metrics:
         return note("no metrics yet: the curves appear after the first logged step")
     train, evals = run.train_rows(), run.eval_rows()
     stages = boundary_layout(stage_boundaries(run))
+    end = last_step([run])
     charts = []
     steps, loss = series(train, "loss")
     loss_traces = [line("train loss", steps, loss, COLORS[0])] if steps else []
@@ -48,24 +57,22 @@ def render(run: RunData, page: Page) -> str | None:
     if eval_steps:
         loss_traces.append(line("validation loss", eval_steps, eval_loss, COLORS[1]))
     if loss_traces:
-        layout = merge(step_axes("loss"), stages)
+        layout = merge(step_axes("loss", end), stages)
         charts.append(page.chart({"data": loss_traces, "layout": layout}, "loss"))
     for index, key in enumerate(k for k in eval_keys(run) if k != "eval_loss"):
         xs, ys = series(evals, key)
         trace = line(key, xs, ys, COLORS[(index + 2) % len(COLORS)])
-        best = [r["step"] for r in evals if r.get("is_best")]
+        best = {r["step"] for r in evals if r.get("is_best")}
+        starred = [(x, y) for x, y in zip(xs, ys, strict=True) if x in best]
         data = [trace]
-        if best:
-            bx, by = zip(*[(x, y) for x, y in zip(xs, ys, strict=True) if x in best], strict=True)
-            data.append({"type": "scatter", "mode": "markers", "name": "new best", "x": list(bx),
-                         "y": list(by), "marker": {"symbol": "star", "size": 12,
-                                                   "color": "#bf8700"}})  # fmt: skip
-        layout = merge(step_axes(key), stages)
+        if starred:
+            data.append(best_markers(starred))
+        layout = merge(step_axes(key, end), stages)
         charts.append(page.chart({"data": data, "layout": layout}, f"validation: {key}"))
     for index, (key, (title, y_title, log)) in enumerate(TRAIN_CURVES.items()):
         xs, ys = series(train, key)
         if xs:
             trace = line(key, xs, ys, COLORS[(index + 4) % len(COLORS)])
-            layout = merge(step_axes(y_title, log), stages)
+            layout = merge(step_axes(y_title, end, log), stages)
             charts.append(page.chart({"data": [trace], "layout": layout}, title))
     return f'<div class="grid">{"".join(charts)}</div>'

@@ -74,6 +74,11 @@ def lengths_chart(page: Page, report: dict[str, Any]) -> str | None:
     return page.chart({"data": data, "layout": layout}, "token lengths (before truncation)")
 
 
+def json_text(value: Any) -> str:
+    """A field of an example row as text (strings as they are, the rest as JSON)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def cleaning_table(page: Page, report: dict[str, Any]) -> str | None:
     """Rows removed by each cleaning step, with an example row."""
     cleaning = report.get("cleaning") or {}
@@ -85,10 +90,10 @@ def cleaning_table(page: Page, report: dict[str, Any]) -> str | None:
         example = (info or {}).get("example")
         shown = None
         if example:
-            where = example.get("where", "")
-            shown = f"{where}\n{json.dumps(example.get('row'), ensure_ascii=False)}"
-            if example.get("reason"):
-                shown = f"{example['reason']}\n{shown}"
+            shown = "\n".join(filter(None, [example.get("reason"), example.get("where")]))
+            row = example.get("row")
+            fields = row.items() if isinstance(row, dict) else [("row", row)]
+            shown += "".join(f"\n{k}: {json_text(v)}" for k, v in fields if v is not None)
         rows.append((step, (info or {}).get("removed"), cut(shown)))
     head = f'<p class="muted">{cleaning.get("normalized_rows", 0):,} rows normalised</p>'
     table = page.table(["step", "rows removed", "example"], rows, name="cleaning",

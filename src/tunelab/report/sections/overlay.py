@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tunelab.report.charts import COLORS, line, series, step_axes
+from tunelab.report.charts import COLORS, last_step, line, series, step_axes
 from tunelab.report.page import Page
 from tunelab.report.rundata import RunData
 from tunelab.report.sections.curves import eval_keys
@@ -20,7 +20,7 @@ def overlay(page: Page, runs: Sequence[RunData], key: str, kind: str, title: str
             traces.append(line(run.name, xs, ys, COLORS[index % len(COLORS)]))
     if not traces:
         return None
-    return page.chart({"data": traces, "layout": step_axes(key)}, title)
+    return page.chart({"data": traces, "layout": step_axes(key, last_step(runs))}, title)
 
 
 def render(runs: Sequence[RunData], page: Page) -> str | None:

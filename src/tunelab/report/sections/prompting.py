@@ -17,8 +17,11 @@ def render(run: RunData, page: Page) -> str | None:
          r.get("latency_p50_ms"))
         for r in record["rows"]
     ]  # fmt: skip
-    values = [(i, r[1]) for i, r in enumerate(rows) if isinstance(r[1], int | float)]
-    best = {(max(values, key=lambda v: v[1])[0], 1)} if values else set()
+    values = {i: r[1] for i, r in enumerate(rows) if isinstance(r[1], int | float)}
+    best = set()
+    if len(set(values.values())) > 1:  # mark the best only where the settings differ
+        top = max(values.values())
+        best = {(i, 1) for i, v in values.items() if v == top}
     parts = [note(record["note"])] if record.get("note") else []
     parts += [note(r["note"]) for r in record["rows"] if r.get("note")]
     parts.append(f'<p class="muted">{record.get("split", "")} split</p>')

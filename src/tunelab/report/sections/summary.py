@@ -23,7 +23,10 @@ def status(run: RunData) -> str:
     if run.summary:
         return f"finished ({run.summary.get('stop_reason', 'completed')})"
     if run.metrics:
-        return "stopped before the end (no train_summary.json; resume with tunelab train CONFIG)"
+        return (
+            "not finished (no train_summary.json yet: still training, or stopped; "
+            "tunelab train CONFIG resumes a stopped run)"
+        )
     return "not started (no metrics yet)"
 
 
