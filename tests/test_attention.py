@@ -206,3 +206,48 @@ def test_cli_writes_the_page_of_a_config_base_model(tiny_bert_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "attention of base (" in result.output and "2 layers x 4 heads" in result.output
     assert out.is_file() and "tunelabAttention(" in out.read_text(encoding="utf-8")
+
+
+HEATMAPS = """
+return Array.from(document.querySelectorAll('.tl-attn .js-plotly-plot')).map(function(div){
+  var z = div.data[0].z;
+  return {id: div.id, title: div.layout.title.text, rows: z.length, cols: z[0].length,
+          cells: div.querySelectorAll('.heatmaplayer .hm').length};
+});
+"""
+
+
+def test_the_page_in_a_browser_draws_every_map_and_follows_the_menus(lora_run, tmp_path):
+    from browser import find_browser, load, open_chromium, screenshot
+
+    try:
+        find_browser()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))  # a missing browser is a failure, never a skip
+    result = read_attention_maps(lora_run, TEXT, max_new_tokens=3)
+    page = write_attention_page([result], tmp_path / "attention.html")
+    n = result.prompt_tokens + result.generated
+    driver = open_chromium()
+    try:
+        assert load(driver, page) == []  # no console errors
+        maps = driver.execute_script(HEATMAPS)
+        assert [m["id"].split("-", 1)[1] for m in maps] == [
+            "map-0", "map-1", "diff", "roll-0", "roll-1"
+        ]  # fmt: skip
+        assert all((m["rows"], m["cols"], m["cells"]) == (n, n, 1) for m in maps)
+        assert maps[0]["title"].startswith("fine-tuned (lora): layer 0, mean of heads")
+        driver.execute_script(
+            "for (const [s, v] of [['layer', '1'], ['head', '2'], ['view', 'generated']]) {"
+            " const el = document.getElementById('attn0-' + s); el.value = v;"
+            " el.dispatchEvent(new Event('change')); }"
+        )
+        maps = driver.execute_script(HEATMAPS)
+        assert maps[0]["title"].endswith("layer 1, head 2")
+        shown = driver.execute_script(
+            "return document.getElementById('attn0-map-0').data[0].z"
+        )  # the generated tokens' rows over the prompt's columns, layer 1 head 2
+        expected = result.maps[0].weights[1, 2, result.prompt_tokens :, : result.prompt_tokens]
+        assert np.allclose(shown, expected, atol=1 / SCALE)
+        screenshot(driver, tmp_path / "attention.png")
+    finally:
+        driver.quit()
