@@ -251,3 +251,25 @@ def test_the_page_in_a_browser_draws_every_map_and_follows_the_menus(lora_run, t
         screenshot(driver, tmp_path / "attention.png")
     finally:
         driver.quit()
+
+
+def test_prompt_tuning_maps_hold_the_virtual_tokens_on_both_axes(tiny_llama_dir):
+    from method_helpers import build
+    from tunelab.attention.source import EAGER, Source
+    from tunelab.data.rendering import Rendering
+    from tunelab.models import load_tokenizer
+
+    method = {"name": "prompt_tuning", "prompt_tuning": {"num_virtual_tokens": 4}}
+    cfg, model = build(tiny_llama_dir, "causal_lm", method)
+    model.get_base_model().set_attn_implementation(EAGER)
+    tok = load_tokenizer(cfg.model)
+    source = Source("tiny", "causal_lm", "prompt_tuning", tok,
+                    Rendering.from_config(cfg.data, tok), [("prompt", model.eval())])  # fmt: skip
+    (maps,) = read_attention_maps(source, TEXT, max_new_tokens=2).maps
+    size = maps.weights.shape[-1]
+    assert maps.weights.shape[-2] == size and maps.virtual_keys == maps.virtual_queries == 4
+    assert maps.tokens[:4] == ["<v0>", "<v1>", "<v2>", "<v3>"]
+    assert np.allclose(maps.weights.sum(-1), 1.0, atol=1e-5)
+    assert np.all(np.triu(maps.weights, k=1) == 0)  # virtual tokens come first, causally
+    roll, offset = maps.rollout()
+    assert offset == 0 and roll.shape == (size, size)

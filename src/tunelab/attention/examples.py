@@ -44,7 +44,7 @@ def report_attention(cfg: Any, prepared: Any, console: Any) -> Path | None:
     """End of training: the maps of ``output.attention_examples`` examples of the validation
     split (else the evaluation split). A side output: a model whose attention cannot be read
     is a warning, never the end of the run."""
-    from tunelab.errors import TunelabError
+    from tunelab.errors import first_line
 
     examples = prepared.examples.get("validation") or prepared.examples.get(cfg.eval.split) or []
     if not examples:

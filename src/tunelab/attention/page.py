@@ -56,9 +56,9 @@ function tunelabAttention(p) {
       y: range(0, rows.length), hovertemplate: "%{text}<br>weight %{z:.4f}<extra></extra>",
       colorscale: diverging ? "RdBu" : "Viridis"};
     if (diverging) { trace.zmid = 0; }
-    const size = Math.max(360, Math.min(900, 18 * Math.max(rows.length, cols.length) + 160));
+    const side = (k) => Math.max(320, Math.min(900, 18 * k + 180));
     const layout = {title: {text: title, font: {size: 14}, x: 0.01, xanchor: "left"},
-      width: size, height: size,
+      width: side(cols.length), height: side(rows.length),
       margin: {l: 110, b: 110, t: 70, r: 20},
       xaxis: {tickvals: range(0, cols.length), ticktext: cols.map((j) => tick(ktok[j])),
               tickangle: -60, title: {text: "attended token (key)"}},
