@@ -51,8 +51,10 @@ def report_attention(cfg: Any, prepared: Any, console: Any) -> Path | None:
         return None
     try:
         return write_attention_examples(cfg.run_dir, examples, cfg.output.attention_examples)
-    except TunelabError as exc:
+    except Exception as exc:  # a side output: the trained run stands whatever it hits
         console.print(
-            f"[yellow]warning:[/] no attention maps for the report: {exc}", soft_wrap=True
+            f"[yellow]warning:[/] no attention maps for the report "
+            f"({type(exc).__name__}: {first_line(exc)})",
+            soft_wrap=True,
         )
         return None
