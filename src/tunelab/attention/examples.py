@@ -32,7 +32,10 @@ def write_attention_examples(
     blocks = []
     for i, example in enumerate(examples[:count]):
         prompt = example_ids(source, example, limit=MAX_TOKENS - new)
-        result = maps_over(source, prompt, example_text(example), new)
+        text = example_text(example)
+        if len(prompt) < len(example_ids(source, example)):  # show what the maps cover
+            text = source.tokenizer.decode(prompt, skip_special_tokens=True) + " …"
+        result = maps_over(source, prompt, text, new)
         layers, heads = result.maps[0].weights.shape[:2]
         blocks.append(payload(result, f"attn-{i}", list(range(layers)), list(range(heads))))
     path = run_dir / ATTENTION_FILE

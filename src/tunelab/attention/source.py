@@ -83,18 +83,23 @@ def prompt_ids(source: Source, text: str) -> list[int]:
 def example_ids(source: Source, example: dict[str, Any], limit: int | None = None) -> list[int]:
     """The token ids of a canonical example (see ``tunelab.data``): the text to classify, or
     the prompt up to the answer, cut to the stored max_length (and ``limit``)."""
+    from tunelab.inference import fit
+
     tok, rendering = source.tokenizer, source.rendering
-    if source.task == "classification":
-        ids = tok(example["text"], example.get("text_pair"))["input_ids"]
-    elif "messages" in example:
+    room = min(rendering.max_length, limit or rendering.max_length)
+    if source.task == "classification":  # cut as in training: the special tokens stay
+        side, tok.truncation_side = tok.truncation_side, rendering.truncation_side
+        try:
+            enc = tok(example["text"], example.get("text_pair"), truncation=True, max_length=room)
+        finally:
+            tok.truncation_side = side
+        return list(enc["input_ids"])
+    if "messages" in example:
         prompt = render_prompt(rendering, tok, example["messages"])
         special = rendering.renderer(tok).add_special_tokens
         ids = tok(prompt, add_special_tokens=special)["input_ids"]
     else:
         ids = tok(example["text"])["input_ids"]
-    from tunelab.inference import fit
-
-    room = min(rendering.max_length, limit or rendering.max_length)
     return fit(list(ids), room, rendering.truncation_side)
 
 
