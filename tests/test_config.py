@@ -54,7 +54,7 @@ def test_unknown_keys_name_path_and_closest_key():
 
 def test_unknown_key_without_close_match_lists_valid_keys():
     (problem,) = _problems(_with(output={"zzz": 1}))
-    assert problem == "output.zzz: unknown key; valid keys here: dir, report"
+    assert problem == "output.zzz: unknown key; valid keys here: attention_examples, dir, report"
 
 
 def test_unknown_top_level_section():

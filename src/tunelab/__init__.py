@@ -31,6 +31,8 @@ _LAZY = {
     "tune": ("tunelab.tune.study", "tune"),
     "diagnose": ("tunelab.doctor", "diagnose"),
     "write_report": ("tunelab.report", "write_report"),
+    "read_attention": ("tunelab.attention.api", "attention"),
+    "run_sweep": ("tunelab.sweep.runner", "sweep"),
 }
 
 __all__ = ["ConfigError", "RunConfig", "TunelabError", "load_config", *_LAZY]

@@ -36,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "doctor": "tunelab.doctor.commands:doctor",
     "tune": "tunelab.tune.commands:tune",
     "report": "tunelab.report.commands:report",
+    "attention": "tunelab.attention.commands:attention",
+    "sweep": "tunelab.sweep.commands:sweep",
 }
 
 _state = {"debug": False}

@@ -68,12 +68,14 @@ def load(
     run_dir_or_artifact: str | Path,
     adapters: dict[str, str | Path] | None = None,
     task: str | None = None,
+    attn_implementation: str | None = None,
 ) -> Loaded:
     """Load a run (or an artifact folder) for inference, plus optional named LoRA adapters;
-    ``task``: which task of a multi-task run (``data.tasks``)."""
+    ``task``: which task of a multi-task run (``data.tasks``); ``attn_implementation``: see
+    :func:`tunelab.methods.artifacts.load_artifact`."""
     source = artifact_dir(task_dir(run_dir_or_artifact, task) if task else run_dir_or_artifact)
     info = read_method_info(source)
-    model, tokenizer = load_artifact(source)
+    model, tokenizer = load_artifact(source, attn_implementation=attn_implementation)
     for name, path in (adapters or {}).items():
         model = add_adapter(model, name, Path(path))
     model.eval()

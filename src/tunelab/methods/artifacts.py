@@ -75,12 +75,17 @@ def read_method_info(artifact_dir: str | Path) -> dict[str, Any]:
 
 
 def load_artifact(
-    artifact_dir: str | Path, base_model: PreTrainedModel | None = None
+    artifact_dir: str | Path,
+    base_model: PreTrainedModel | None = None,
+    attn_implementation: str | None = None,
 ) -> tuple[nn.Module, PreTrainedTokenizerBase]:
-    """Load an artifact: its base model (unless given) with the trained method applied."""
+    """Load an artifact: its base model (unless given) with the trained method applied;
+    ``attn_implementation`` replaces the stored attention kernel (``eager`` to read weights)."""
     artifact_dir = Path(artifact_dir)
     info = read_method_info(artifact_dir)
     model_cfg = _artifact_model_cfg(artifact_dir, info)
+    if attn_implementation:
+        model_cfg = model_cfg.model_copy(update={"attn_implementation": attn_implementation})
     if get_method(info["method"]).whole_model:
         model = load_model(model_cfg, info["task"])
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tunelab.report.section import Section
 from tunelab.report.sections import (
+    attention,
     comparison,
     curves,
     data,
@@ -39,6 +40,7 @@ for _section in (
     Section("curves", "Training curves", "run", curves.render),
     Section("evaluation", "Evaluation", "run", evaluation.render),
     Section("prompting", "Prompting vs fine-tuning", "run", prompting.render),
+    Section("attention", "Attention", "run", attention.render),
     Section("data", "Data", "run", data.render),
 ):
     register(_section)

@@ -29,6 +29,7 @@ OUTPUTS = (
     "prompting_comparison.json",
     "tasks",
     "report.html",
+    "attention.json",
 )
 MODEL_CARD = "README.md"
 CARD_LINE = "Fine-tuned with tunelab."  # in the first lines of every card tunelab writes

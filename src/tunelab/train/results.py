@@ -110,6 +110,10 @@ def save_results(
         from tunelab.evaluate import compare_prompting
 
         compare_prompting(cfg, console=console)
+    if cfg.output.attention_examples:
+        from tunelab.attention.examples import report_attention
+
+        report_attention(cfg, prepared, console)
     if cfg.output.report:
         from tunelab.report.live import update_run_report
 
