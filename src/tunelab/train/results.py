@@ -60,9 +60,11 @@ def run_summary(
 
 
 def padding_share(loop: Loop) -> float:
-    """Padding share of the token slots of an epoch's batches, as the sampler makes them."""
-    sampler = loop.data.sampler
-    return padding_fraction(sampler.lengths, sampler.global_batches())
+    """Padding share of the token slots of an epoch's batches, as the sampler makes them
+    (with ``data.tasks``: the mean over the tasks' samplers)."""
+    samplers = getattr(loop.data.sampler, "samplers", [loop.data.sampler])
+    shares = [padding_fraction(s.lengths, s.global_batches()) for s in samplers]
+    return sum(shares) / len(shares)
 
 
 def adjustments(cfg: RunConfig, state: LoopState) -> dict[str, Any]:
