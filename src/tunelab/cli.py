@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "compare-prompting": "tunelab.evaluate.commands:compare_prompting",
     "export": "tunelab.export_commands:export",
     "predict": "tunelab.inference_commands:predict",
+    "serve": "tunelab.serving.commands:serve",
+    "chat": "tunelab.serving.commands:chat",
 }
 
 _state = {"debug": False}
