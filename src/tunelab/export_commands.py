@@ -19,8 +19,20 @@ def export(
             "--overwrite", help="Replace an earlier tunelab export in OUT (never other files)."
         ),
     ] = False,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--for",
+            help="vllm or sglang: a LoRA adapter they load (or a merged model), else what to change.",
+        ),
+    ] = None,
 ) -> None:
     """Write a standalone merged model that loads without tunelab (OUT: a new or empty folder)."""
+    if target is not None:
+        from tunelab.export_vllm import export_for
+
+        export_for(target, run_dir, out, console=console, overwrite=overwrite)
+        return
     from tunelab.export import export_run
 
     export_run(run_dir, out, console=console, overwrite=overwrite)
