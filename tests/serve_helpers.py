@@ -47,7 +47,8 @@ class Server:
         line = self.proc.stdout.readline()  # the address line comes once the socket is bound
         found = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
         assert found, f"no address line: {line!r}\n{self.stderr()}"
-        self.url = f"http://127.0.0.1:{found.group(1)}"
+        self.port = int(found.group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -7,8 +7,11 @@ as adapters on the same base, and a BERT classification run loaded beside them.
 from __future__ import annotations
 
 import json
+import random
 import signal
+import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -268,3 +271,94 @@ def test_metrics_are_prometheus_text(server):
     assert metric(text, "tunelab_queue_length") == 0
     assert 'tunelab_requests_total{route="/v1/chat/completions",code="200"}' in text
     assert 'tunelab_request_latency_seconds_bucket{route="/v1/chat/completions",le="+Inf"}' in text
+
+
+def _fuzz_bodies(rng: random.Random, count: int) -> list[tuple[str, str, bytes]]:
+    """(method, path, body) cases: broken bytes and JSON, wrong shapes, hostile values."""
+    valid = {"model": "a", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+    values = [
+        None,
+        True,
+        -1,
+        0,
+        2**70,
+        -(2**70),
+        1e308,
+        "x" * 5000,
+        "",
+        [],
+        {},
+        [1, "a"],
+        {"a": {"b": []}},
+        "\udc80"[:0] + "\u0000\ufffd",
+        float("nan"),
+        0.5,
+        "a",
+    ]
+    keys = [
+        "model",
+        "messages",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "seed",
+        "stream",
+        "prompt",
+        "input",
+        "stream_options",
+        "max_completion_tokens",
+    ]
+    paths = ["/v1/chat/completions", "/v1/completions", "/v1/classify"]
+    cases: list[tuple[str, str, bytes]] = []
+    for i in range(count):
+        kind = i % 6
+        path = rng.choice(paths)
+        if kind == 0:
+            body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+        elif kind == 1:
+            body = json.dumps(valid).encode()[: rng.randrange(1, 60)]
+        elif kind == 2:
+            body = ("[" * rng.choice([10, 1000, 100_000])).encode()
+        elif kind == 3:
+            case = dict(valid)
+            case[rng.choice(keys)] = rng.choice(values)
+            body = json.dumps(case, allow_nan=True).encode()
+        elif kind == 4:
+            case = dict(valid)
+            case["messages"] = [
+                {"role": rng.choice(["user", "tool", 3]), "content": rng.choice(values)}
+            ]
+            body = json.dumps(case, allow_nan=True).encode()
+        else:
+            cases.append(
+                (rng.choice(["GET", "PUT", "DELETE"]), rng.choice([*paths, "/x", "/v1"]), b"")
+            )
+            continue
+        cases.append(("POST", path, body))
+    return cases
+
+
+def test_fuzz_then_still_correct(client, server, predicted):
+    rng = random.Random(0)
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    deadline = time.monotonic() + 90
+    statuses = []
+    with httpx.Client(base_url=server.url, headers=auth, timeout=30) as http:
+        for method, path, body in _fuzz_bodies(rng, 300):
+            assert time.monotonic() < deadline, "fuzzing took too long"
+            r = http.request(method, path, content=body)
+            statuses.append(r.status_code)
+            assert r.status_code < 500, (method, path, body[:200], r.text)
+            if r.status_code >= 400:
+                assert r.json()["error"]["message"]
+    for raw in (
+        b"GARBAGE\r\n\r\n",
+        b"POST /v1/completions HTTP/1.1\r\nContent-Length: 50\r\n\r\n{",
+    ):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(raw)
+    assert statuses.count(200) < len(statuses) / 2  # most cases are malformed
+    assert chat(client, "a", PROMPTS[0]).choices[0].message.content.strip() == predicted["a"][0]
+    assert server.proc.poll() is None
