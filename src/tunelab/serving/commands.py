@@ -56,6 +56,9 @@ def serve(
     ] = 512,
     max_queue: Annotated[int, typer.Option(help="Queued requests before 503.")] = 64,
     max_batch: Annotated[int, typer.Option(help="Rows decoded together.")] = 16,
+    drain_seconds: Annotated[
+        float, typer.Option(help="On SIGTERM, how long in-flight requests may take to finish.")
+    ] = 60.0,
 ) -> None:
     """Serve a run over an OpenAI-compatible HTTP API (chat, completions, classify)."""
     from tunelab.serving.app import ServeSettings
@@ -65,7 +68,7 @@ def serve(
         api_key=api_key or None, max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch
     )
     adapters = parse_adapters(run_dir, adapter)
-    run_server(run_dir, adapters, host, port, settings, name, say=_say)
+    run_server(run_dir, adapters, host, port, settings, name, drain_seconds, say=_say)
 
 
 def chat(

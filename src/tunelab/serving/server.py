@@ -56,7 +56,7 @@ def serve(
     port: int = 8000,
     settings: ServeSettings | None = None,
     name: str | None = None,
-    drain_s: float = 30.0,
+    drain_s: float = 60.0,
     say=print,
 ) -> None:
     """Serve a run on ``host:port`` until SIGTERM/SIGINT (in-flight requests finish first)."""
