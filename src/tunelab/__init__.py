@@ -27,6 +27,8 @@ _LAZY = {
     "export_run": ("tunelab.export", "export_run"),
     "load": ("tunelab.inference", "load"),
     "predict": ("tunelab.inference", "predict"),
+    "serve": ("tunelab.serving.server", "serve"),
+    "build_app": ("tunelab.serving.server", "build_app"),
 }
 
 __all__ = ["ConfigError", "RunConfig", "TunelabError", "load_config", *_LAZY]
