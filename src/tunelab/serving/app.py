@@ -275,8 +275,9 @@ class _Api:
                 f"{len(prompts)} prompt(s) x n={body.n} is over {self.settings.max_rows} choices"
             )
             raise ApiError(400, message, "n")
+        param = "messages" if kind == CHAT else "prompt"
         for i, prompt in enumerate(prompts):
-            self._check_room(slot, prompt, max_tokens, i)
+            self._check_room(slot, prompt, max_tokens, i, param)
         temperature = 1.0 if body.temperature is None else body.temperature
         sampling = Sampling(temperature, 1.0 if body.top_p is None else body.top_p, body.seed)
         events = self._events()
@@ -300,17 +301,19 @@ class _Api:
         self.metrics.count_tokens(prompt_tokens, completion)
         return full_response(kind, body.model, texts, reasons, prompt_tokens, completion)
 
-    def _check_room(self, slot: Slot, prompt: list[int], max_tokens: int, index: int) -> None:
+    def _check_room(
+        self, slot: Slot, prompt: list[int], max_tokens: int, index: int, param: str
+    ) -> None:
         where = f"prompt {index}" if index else "the prompt"
         if not prompt:
-            raise ApiError(400, f"{where} is empty", "prompt")
+            raise ApiError(400, f"{where} is empty", param)
         limit = slot.limit
         if limit is not None and len(prompt) + max_tokens > limit:
             message = (
                 f"{where} has {len(prompt)} tokens and max_tokens is {max_tokens}: over the "
                 f"model's {limit}-token limit; shorten the prompt or ask for fewer tokens"
             )
-            raise ApiError(400, message, "messages", "context_length_exceeded")
+            raise ApiError(400, message, param, "context_length_exceeded")
 
     async def _collect(self, job: Job, events: _Events) -> tuple[list[str], list[str], int]:
         texts = [""] * len(job.choices)

@@ -15,6 +15,7 @@ others run one adapter at a time.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -193,14 +194,17 @@ def _adapter_slot(
     folder = path if plain_peft else artifact_dir(path)
     info = None if plain_peft else read_method_info(folder)
     if plain_peft or _shares_base(main, main_info, info):
-        if main.method != "lora":
+        bare_lora = info is not None or _peft_config(folder).get("peft_type") == "LORA"
+        if main.method != "lora" or not bare_lora:
             raise TunelabError(
-                f"--adapter {name}: {path} is a bare PEFT adapter; it needs a LoRA run to join"
+                f"--adapter {name}: {path} is a bare PEFT adapter; only a LoRA one can join, "
+                "and only a LoRA run; pass a tunelab run directory instead"
             )
         add_adapter(main.model, name, folder)
         rendering = (read_rendering(folder) or main.rendering) if info else main.rendering
         view = dataclasses.replace(main, rendering=rendering)
-        return Slot(name, view, name, info is None or _mixable(info), str(folder), main_name)
+        mixable = _mixable(info) if info else not _peft_config(folder).get("use_dora")
+        return Slot(name, view, name, mixable, str(folder), main_name)
     own = load(folder)
     return Slot(name, own, "default" if own.adapters else None, False, str(folder))
 
@@ -211,6 +215,10 @@ def _shares_base(main: Loaded, main_info: dict[str, Any], info: dict[str, Any] |
         return False
     same = all(info[key] == main_info[key] for key in ("base_model_resolved", "task"))
     return same and info.get("base_model_gguf_file") == main_info.get("base_model_gguf_file")
+
+
+def _peft_config(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
 
 
 def _mixable(info: dict[str, Any]) -> bool:

@@ -83,7 +83,7 @@ class Job:
                 rule = Sampling(
                     self.sampling.temperature,
                     self.sampling.top_p,
-                    None if seed is None else seed + index,
+                    None if seed is None else (seed + index) % 2**63,
                 )
                 self.choices.append(Choice(self, index, prompt, rule))
 

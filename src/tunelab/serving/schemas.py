@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_STOP = 4
+SEED_LIMIT = 2**63  # torch generators take 64-bit seeds
 
 
 class Strict(BaseModel):
@@ -51,7 +52,7 @@ class Sampled(Strict):
         | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=MAX_STOP)]
         | None
     ) = None
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=0, lt=SEED_LIMIT)] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
 
