@@ -163,7 +163,7 @@ def load_engine(
     main_info = read_method_info(main_dir)
     main_name = name or default_name(Path(run_dir))
     slots = {main_name: _main_slot(main_name, main, main_info, main_dir)}
-    if main.method == "lora":
+    if main.method == "lora" and main.task == "causal_lm":  # a classifier's head is trained
         base_name = str(main_info["base_model"])
         slots[base_name] = Slot(base_name, main, BASE, True, main_info["base_model_resolved"])
     for adapter_name, path in (adapters or {}).items():
