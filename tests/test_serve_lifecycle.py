@@ -93,16 +93,15 @@ def test_a_client_leaving_mid_stream_frees_its_slot(server):
 
 def test_sigterm_finishes_in_flight_requests_then_exits(server):
     answers: list[httpx.Response] = []
-    body = {**BODY, "max_tokens": 60}
 
     def ask() -> None:
-        answers.append(httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=300))
+        answers.append(httpx.post(f"{server.url}/v1/chat/completions", json=BODY, timeout=300))
 
     threads = [threading.Thread(target=ask) for _ in range(2)]  # one decodes, one queued
     for thread in threads:
         thread.start()
 
-    def both_in() -> bool:
+    def both_in() -> bool:  # one decodes, the other waits in the queue
         text = _metrics(server)
         return (
             metric(text, "tunelab_batch_running_rows") == 1 == metric(text, "tunelab_queue_length")
@@ -113,7 +112,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(server):
     for thread in threads:
         thread.join(300)
     assert [r.status_code for r in answers] == [200, 200]
-    assert all(r.json()["usage"]["completion_tokens"] == 60 for r in answers)
+    assert all(r.json()["usage"]["completion_tokens"] == LONG for r in answers)
     assert server.proc.wait(60) in (0, -signal.SIGTERM)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/health")
