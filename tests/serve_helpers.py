@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import torch
 
 from method_helpers import build, perturb
 from tunelab.methods.artifacts import save_artifact
@@ -21,7 +22,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def make_run(model_dir: Path, root: Path, task: str, method: dict[str, Any], seed: int) -> Path:
-    """A run directory whose ``model/`` holds ``method`` on ``model_dir`` with noised weights."""
+    """A run directory whose ``model/`` holds ``method`` on ``model_dir`` with noised weights
+    (seeded: the same run whatever ran before)."""
+    torch.manual_seed(seed)  # the method's own initialisation (LoRA's A) draws from it
     cfg, model = build(model_dir, task, method, root)
     perturb(model, seed=seed, scale=0.3)
     save_artifact(model, cfg, root / "model", load_tokenizer(cfg.model))

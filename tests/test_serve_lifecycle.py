@@ -27,7 +27,7 @@ BODY = {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_llama_dir):
     root = tmp_path_factory.mktemp("serve_life")
-    run = make_run(tiny_llama_dir, root / "run", "causal_lm", {"name": "lora"}, 10)
+    run = make_run(tiny_llama_dir, root / "run", "causal_lm", {"name": "lora"}, 9)
     args = [str(run), "--max-batch", "1", "--max-queue", "1", "--drain-seconds", "300"]
     srv = Server(args, root / "server.log")
     yield srv
