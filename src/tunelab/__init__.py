@@ -33,6 +33,8 @@ _LAZY = {
     "write_report": ("tunelab.report", "write_report"),
     "read_attention": ("tunelab.attention.api", "attention"),
     "run_sweep": ("tunelab.sweep.runner", "sweep"),
+    "serve": ("tunelab.serving.server", "serve"),
+    "build_app": ("tunelab.serving.server", "build_app"),
 }
 
 __all__ = ["ConfigError", "RunConfig", "TunelabError", "load_config", *_LAZY]

@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "report": "tunelab.report.commands:report",
     "attention": "tunelab.attention.commands:attention",
     "sweep": "tunelab.sweep.commands:sweep",
+    "serve": "tunelab.serving.commands:serve",
+    "chat": "tunelab.serving.commands:chat",
 }
 
 _state = {"debug": False}

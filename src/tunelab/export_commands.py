@@ -22,8 +22,22 @@ def export(
     task: Annotated[
         str | None, typer.Option(help="Task of a multi-task run (default: each to OUT/NAME).")
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--for",
+            help="vllm or sglang: a LoRA adapter they load (or a merged model), else what to change.",
+        ),
+    ] = None,
 ) -> None:
     """Write a standalone merged model that loads without tunelab (OUT: a new or empty folder)."""
+    if target is not None:
+        from tunelab.export_vllm import export_for
+        from tunelab.task_runs import task_dir
+
+        source = task_dir(run_dir, task) if task else run_dir
+        export_for(target, source, out, console=console, overwrite=overwrite)
+        return
     from tunelab.export import export_run
 
     export_run(run_dir, out, console=console, overwrite=overwrite, task=task)

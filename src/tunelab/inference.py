@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from tunelab.data.formats import convert_messages
 from tunelab.data.rendering import Rendering, read_rendering, render_prompt
 from tunelab.decoding import generate
 from tunelab.errors import TunelabError
 from tunelab.export import artifact_dir
 from tunelab.methods.artifacts import load_artifact, read_method_info
 from tunelab.methods.registry import get_method
-from tunelab.predict_inputs import Input, input_examples, read_input_rows, read_inputs
+from tunelab.predict_inputs import Input, input_examples, open_turn, read_input_rows, read_inputs
 from tunelab.task_runs import task_dir
 
 if TYPE_CHECKING:
@@ -144,6 +145,23 @@ def render_inputs(loaded: Loaded, inputs: list[Input]) -> list[str]:
     """The prompt text each input becomes (generation), rendered as in training."""
     examples = _examples(loaded, inputs)
     return [_prompt(loaded, ex)[0] for ex in examples]
+
+
+def encode_messages(loaded: Loaded, messages: list[dict[str, Any]]) -> list[int]:
+    """Token ids (uncut) of a conversation's generation prompt, rendered as in training.
+
+    The same rendering as predict on a ``{"messages": ...}`` row: an assistant turn is opened
+    when the conversation does not end with one. Raises ``InvalidRow`` for a bad message.
+    """
+    turns = convert_messages(open_turn(messages))
+    text = render_prompt(loaded.rendering, loaded.tokenizer, turns)
+    special = loaded.rendering.renderer(loaded.tokenizer).add_special_tokens
+    return list(loaded.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+
+def encode_text(loaded: Loaded, text: str) -> list[int]:
+    """Token ids (uncut) of a plain text to continue, as predict encodes a text-format input."""
+    return list(loaded.tokenizer(text, add_special_tokens=True)["input_ids"])
 
 
 def _examples(loaded: Loaded, inputs: list[Input]) -> list[dict[str, Any]]:

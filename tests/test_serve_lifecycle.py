@@ -1,0 +1,118 @@
+"""Overload, disconnects and shutdown of a live server that decodes one row at a time.
+
+``--max-batch 1 --max-queue 1``: one request decodes, one waits, the rest are refused.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from serve_helpers import Server, make_run, metric
+
+LONG = 200  # new tokens of a long request (the tiny model's limit is 256 positions)
+BODY = {
+    "model": "run",
+    "messages": [{"role": "user", "content": "hello"}],
+    "max_tokens": LONG,
+    "temperature": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_llama_dir):
+    root = tmp_path_factory.mktemp("serve_life")
+    run = make_run(tiny_llama_dir, root / "run", "causal_lm", {"name": "lora"}, 9)
+    args = [str(run), "--max-batch", "1", "--max-queue", "1", "--drain-seconds", "300"]
+    srv = Server(args, root / "server.log")
+    yield srv
+    srv.terminate()
+
+
+def _metrics(server) -> str:
+    return httpx.get(f"{server.url}/metrics").text
+
+
+def _wait(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def long_answer(server):
+    r = httpx.post(f"{server.url}/v1/chat/completions", json=BODY, timeout=120)
+    assert r.status_code == 200
+    return r.json()
+
+
+def test_long_request_runs_to_its_length(long_answer):
+    assert long_answer["choices"][0]["finish_reason"] == "length"  # no EOS: the tests below need it
+    assert long_answer["usage"]["completion_tokens"] == LONG
+
+
+def test_a_full_queue_answers_503(server, long_answer):
+    expected = long_answer
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: httpx.post(f"{server.url}/v1/chat/completions", json=BODY, timeout=120),
+                range(8),
+            )
+        )
+    refused = [r for r in answers if r.status_code == 503]
+    served = [r for r in answers if r.status_code == 200]
+    assert refused and served and len(refused) + len(served) == 8
+    assert refused[0].json()["error"]["code"] == "server_overloaded"
+    assert refused[0].headers["retry-after"] == "1"
+    content = expected["choices"][0]["message"]["content"]
+    assert all(r.json()["choices"][0]["message"]["content"] == content for r in served)
+
+
+def test_a_client_leaving_mid_stream_frees_its_slot(server):
+    before = metric(_metrics(server), "tunelab_cancelled_total")
+    with httpx.stream(
+        "POST", f"{server.url}/v1/chat/completions", json={**BODY, "stream": True}, timeout=60
+    ) as r:
+        lines = (line for line in r.iter_lines() if line)
+        assert next(lines).startswith("data: ")  # the role chunk
+        assert '"content"' in next(lines)  # decoding has started; leave now
+    _wait(lambda: metric(_metrics(server), "tunelab_cancelled_total") == before + 1)
+    _wait(lambda: metric(_metrics(server), "tunelab_batch_running_rows") == 0)
+    short = {**BODY, "max_tokens": 3}
+    assert (
+        httpx.post(f"{server.url}/v1/chat/completions", json=short, timeout=60).status_code == 200
+    )
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits(server):
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        answers.append(httpx.post(f"{server.url}/v1/chat/completions", json=BODY, timeout=300))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]  # one decodes, one queued
+    for thread in threads:
+        thread.start()
+
+    def both_in() -> bool:  # one decodes, the other waits in the queue
+        text = _metrics(server)
+        return (
+            metric(text, "tunelab_batch_running_rows") == 1 == metric(text, "tunelab_queue_length")
+        )
+
+    _wait(both_in)
+    server.proc.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(300)
+    assert [r.status_code for r in answers] == [200, 200]
+    assert all(r.json()["usage"]["completion_tokens"] == LONG for r in answers)
+    assert server.proc.wait(60) in (0, -signal.SIGTERM)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/health")
