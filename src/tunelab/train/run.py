@@ -202,9 +202,11 @@ def build_loop(
     console: Console,
 ) -> Loop:
     """Data, optimizer, schedule and validation around the model, prepared by ``backend``
-    (``prepared``: the PreparedData, or ``{task: PreparedData}`` for ``data.tasks``)."""
+    (``prepared``: the PreparedData or its ``{split: Dataset}``, or ``{task: PreparedData}``
+    for ``data.tasks``)."""
     accelerator = backend.accelerator
-    multi = isinstance(prepared, dict)
+    multi = bool(cfg.task_names)
+    splits = {} if multi else getattr(prepared, "splits", prepared)
     if multi:
         if cfg.task == "classification" and accelerator.num_processes > 1:
             raise TunelabError(
@@ -213,7 +215,7 @@ def build_loop(
             )
         data = multitask_data(cfg, prepared, model, pad_token_id, accelerator)
     else:
-        data = train_data(cfg, prepared.splits["train"], model, pad_token_id, accelerator)
+        data = train_data(cfg, splits["train"], model, pad_token_id, accelerator)
     total_steps = total_steps_for(cfg.train, data.batches_per_epoch)
     if cfg.train.fast_dropout and accelerator.device.type == "cpu":
         use_fast_dropout(model)
@@ -228,11 +230,9 @@ def build_loop(
     validator = None
     if multi:
         validator = task_validator(cfg, prepared, pad_token_id, accelerator.device)
-    elif "validation" in prepared.splits:
+    elif "validation" in splits:
         batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
-        loader = validation_loader(
-            prepared.splits["validation"], PadCollator(pad_token_id), batch_size
-        )
+        loader = validation_loader(splits["validation"], PadCollator(pad_token_id), batch_size)
         validator = make_validator(loader, cfg.task, accelerator.device)
     loss_fn = loss_fn_for(cfg.task, cfg.train.loss_chunk_size)
     injected_oom = InjectedOom.from_env()  # the out-of-memory test hook
