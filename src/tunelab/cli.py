@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "validate": "tunelab.config_commands:validate",
     "schema": "tunelab.config_commands:schema",
     "data": "tunelab.data.commands:app",
+    "plan": "tunelab.plan.commands:plan",
     "train": "tunelab.train.commands:train",
     "eval": "tunelab.evaluate.commands:evaluate",
     "compare-prompting": "tunelab.evaluate.commands:compare_prompting",

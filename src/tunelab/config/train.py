@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tunelab.config.section import Fraction, PositiveInt, Section, check_regexes
+from tunelab.config.section import Fraction, PositiveInt, Section, check_regexes, parse_memory_mb
 from tunelab.metric_catalog import infer_mode
 
 
@@ -40,7 +40,22 @@ class TrainConfig(Section):
     max_steps: PositiveInt | None = Field(
         default=None, description="Stop after this many optimizer steps (the smaller of the two)."
     )
-    batch_size: PositiveInt = Field(default=8, description="Micro-batch size per process.")
+    batch_size: PositiveInt | Literal["auto"] = Field(
+        default=8,
+        description="Micro-batch size per process; auto: the planner picks the largest that "
+        "fits train.memory_budget and sets gradient_accumulation_steps to keep "
+        "effective_batch_size (see docs/planning.md).",
+    )
+    effective_batch_size: PositiveInt | None = Field(
+        default=None,
+        description="With batch_size auto: examples per optimizer step to keep (default: 8 x "
+        "gradient_accumulation_steps).",
+    )
+    memory_budget: str | None = Field(
+        default=None,
+        description="Memory that method/batch_size auto must fit in, e.g. 6GB or 800MB "
+        "(default: what the device has free).",
+    )
     eval_batch_size: PositiveInt | None = Field(
         default=None, description="Evaluation batch size (default: 2 x batch_size)."
     )
@@ -133,10 +148,19 @@ class TrainConfig(Section):
 
     _regexes = field_validator("lr_multipliers")(check_regexes)
 
+    @field_validator("memory_budget")
+    @classmethod
+    def _budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_memory_mb(value)
+        return value
+
     @model_validator(mode="after")
     def _warmup(self) -> TrainConfig:
         if self.warmup_steps and self.warmup_ratio:
             raise ValueError("give warmup_steps or warmup_ratio, not both")
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr:g}) must be <= lr ({self.lr:g})")
+        if self.effective_batch_size and self.batch_size != "auto":
+            raise ValueError("effective_batch_size applies with batch_size: auto only")
         return self

@@ -48,6 +48,7 @@ class Method:
         layerwise_lr: ``train.llrd`` applies (the method trains whole blocks).
         virtual_tokens: it prepends virtual tokens to every row (no ``train.packing``).
         decode_by_forward: ``generate`` ignores what it adds; predict decodes by forward passes.
+        placeholder: not a method itself; the planner replaces it before training (auto).
     """
 
     name: ClassVar[str]
@@ -57,6 +58,7 @@ class Method:
     layerwise_lr: ClassVar[bool] = False
     virtual_tokens: ClassVar[bool] = False
     decode_by_forward: ClassVar[bool] = False
+    placeholder: ClassVar[bool] = False
 
     def describe(self) -> str:
         """One line saying what trains."""
