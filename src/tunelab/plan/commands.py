@@ -15,9 +15,15 @@ def plan(
     overrides: OverridesArg = None,
     memory_budget: Annotated[
         str | None,
-        typer.Option(help="Memory to fit in, e.g. 6GB or 800MB (default: what the device has free)."),
+        typer.Option(
+            help="Memory to fit in, e.g. 6GB or 800MB (default: what the device has free)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    method: Annotated[
+        list[str] | None,
+        typer.Option("--method", help="Plan only this method (repeatable), e.g. lora+nf4."),
+    ] = None,
     probe: Annotated[
         bool, typer.Option("--probe", help="Run a few real steps per method to measure time.")
     ] = False,
@@ -28,7 +34,8 @@ def plan(
 
     cfg = load_run_config(config, overrides)
     quiet = as_json
-    result = build_plan(cfg, memory_budget, probe, note=None if quiet else err_console.print)
+    note = None if quiet else err_console.print
+    result = build_plan(cfg, memory_budget, probe, note, methods=method)
     if as_json:
         typer.echo(json.dumps(plan_json(result), indent=1))
     else:

@@ -34,8 +34,16 @@ def build_plan(
     memory_budget: str | None = None,
     probe: bool = False,
     note: Note | None = None,
+    methods: list[str] | None = None,
+    grid: bool = True,
+    precisions: list[str] | None = None,
 ) -> Plan:
-    """The plan of ``cfg`` on this machine (see docs/planning.md)."""
+    """The plan of ``cfg`` on this machine (see docs/planning.md).
+
+    ``methods``: only these table names (e.g. ``lora``, ``lora+nf4``); ``grid=False``: only
+    the config's precision, checkpointing and loss chunking (every micro-batch still);
+    ``precisions``: only these.
+    """
     from tunelab.data import prepare_data
     from tunelab.models import load_tokenizer
 
@@ -48,7 +56,18 @@ def build_plan(
     base = runtime_base_mb(cfg.model.model_dump_json())
     base_mb = base["rss_mb"] if hardware.device == "cpu" else base.get("cuda_context_mb", 0.0)
     longest = longest_batch(prepared.splits["train"], tokenizer.pad_token_id)
-    candidates, skipped = trace_candidates(cfg, prepared.label_names, longest, hardware, note)
+    options = [(k, v) for k, v in method_options(cfg) if not methods or k in methods]
+    if methods and not options:
+        known = ", ".join(label for label, _ in method_options(cfg))
+        raise TunelabError(
+            f"--method {', '.join(methods)}: not a method to plan; choose from {known}"
+        )
+    variants = [
+        v for v in variant_options(cfg, hardware, grid) if not precisions or v[0] in precisions
+    ]
+    candidates, skipped = trace_candidates(
+        cfg, options, prepared.label_names, longest, variants, hardware, note
+    )
     if not candidates:
         reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise TunelabError(f"no fine-tuning method supports this model and task ({reasons})")
@@ -139,10 +158,23 @@ def label_of(section: dict[str, Any]) -> str:
     return f"lora+{quantize}" if quantize else section["name"]
 
 
+def variant_options(cfg: RunConfig, hardware: Hardware, grid: bool) -> list[tuple[str, bool, int]]:
+    """(precision, checkpointing, loss chunk) to trace: the grid, or the config's alone."""
+    chunk = (cfg.train.loss_chunk_size or 0) if cfg.task == "causal_lm" else 0
+    if not grid:
+        return [(cfg.train.precision, cfg.model.gradient_checkpointing, chunk)]
+    order = ("fp32", "bf16", "fp16")
+    precisions = sorted(set(hardware.precisions) | {cfg.train.precision}, key=order.index)
+    chunks = [chunk] if chunk or cfg.task != "causal_lm" else [0, 1024]
+    return [(p, c, k) for p in precisions for c in (False, True) for k in chunks]
+
+
 def trace_candidates(
     cfg: RunConfig,
+    options: list[tuple[str, dict[str, Any]]],
     label_names: list[str] | None,
     batch: dict[str, Any],
+    variants: list[tuple[str, bool, int]],
     hardware: Hardware,
     note: Note,
 ) -> tuple[list[Candidate], dict[str, str]]:
@@ -154,11 +186,7 @@ def trace_candidates(
 
     base: nn.Module | None = None
     candidates, skipped = [], {}
-    precisions = sorted(
-        set(hardware.precisions) | {cfg.train.precision}, key=("fp32", "bf16", "fp16").index
-    )
-    chunks = chunk_options(cfg)
-    for label, section in method_options(cfg):
+    for label, section in options:
         method_cfg = method_adapter().validate_python(section)
         quantize = getattr(method_cfg.settings, "quantize", None)
         note(f"tracing {label}")
@@ -178,29 +206,29 @@ def trace_candidates(
         base_params = sum(p.numel() for p in model.parameters())
         model = get_method(method_cfg.name).apply(model, method_cfg.settings, cfg.task)
         candidate = describe(label, section, model, base_params, cfg.task)
-        for precision in precisions:
-            for checkpointing in checkpoint_options(model):
-                set_checkpointing(model, checkpointing)
-                for chunk in chunks:
-                    loss_fn = loss_fn_for(cfg.task, chunk)
-                    try:
-                        trace = trace_step(model, batch, loss_fn, cfg.train, precision, hardware.device)
-                    except RuntimeError as exc:  # e.g. checkpointing with virtual tokens
-                        skipped[f"{label} {precision}{' ckpt' if checkpointing else ''}"] = first_line(exc)
-                        continue
-                    candidate.traces[(precision, checkpointing, chunk)] = trace
+        supported = checkpoint_options(model)
+        for precision, checkpointing, chunk in variants:
+            if checkpointing not in supported:
+                continue
+            set_checkpointing(model, checkpointing)
+            try:
+                trace = trace_step(
+                    model,
+                    batch,
+                    loss_fn_for(cfg.task, chunk),
+                    cfg.train,
+                    precision,
+                    hardware.device,
+                )
+            except RuntimeError as exc:  # e.g. checkpointing with virtual tokens
+                name = f"{label} {precision}{' checkpointing' if checkpointing else ''}"
+                skipped[name] = first_line(exc)
+                continue
+            candidate.traces[(precision, checkpointing, chunk)] = trace
         if candidate.traces:
             candidates.append(candidate)
         del model
     return candidates, skipped
-
-
-def chunk_options(cfg: RunConfig) -> list[int]:
-    """Loss chunk sizes to trace: the config's, plus the default when it has the loss unchunked."""
-    chunk = cfg.train.loss_chunk_size or 0
-    if cfg.task != "causal_lm":
-        return [0]
-    return [chunk] if chunk else [0, 1024]
 
 
 def checkpoint_options(model: nn.Module) -> list[bool]:

@@ -66,8 +66,10 @@ def print_plan(plan: Plan, console: Console) -> None:
     console.print(table)
     for label, reason in plan.skipped.items():
         console.print(f"[dim]{label}: not applicable ({reason})[/]", soft_wrap=True)
-    timed = "measured by --probe" if any(r.timed_by == "probe" for r in plan.rows) else (
-        "from FLOPs and the measured matmul speed (run with --probe to measure)"
+    timed = (
+        "measured by --probe"
+        if any(r.timed_by == "probe" for r in plan.rows)
+        else ("from FLOPs and the measured matmul speed (run with --probe to measure)")
     )
     console.print(f"step times {timed}; {len(plan.fitting())} of {len(plan.rows)} rows fit")
 

@@ -75,7 +75,7 @@ def counting_mode(counter: LiveBytes) -> Any:
     from torch.utils._pytree import tree_leaves
 
     class Counting(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
             for leaf in tree_leaves(out):
                 counter.add(leaf)

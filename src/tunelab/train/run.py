@@ -14,6 +14,7 @@ from torch import nn
 from tunelab.config import RunConfig, dump_config
 from tunelab.errors import TunelabError
 from tunelab.io import recover_dir
+from tunelab.plan.auto import annotate_config, resolve_auto
 from tunelab.preflight import check_run, check_splits
 from tunelab.train.backends.base import Backend
 from tunelab.train.backends.registry import start_backend
@@ -72,6 +73,7 @@ def train(
     from tunelab.models import load_tokenizer
 
     console = console or Console()
+    cfg, auto_choice = resolve_auto(cfg, console)  # method/batch_size auto -> concrete config
     check_run(cfg, console)  # refuse a config that cannot finish before anything is written
     if resume is not False and (done := finished_run(cfg)) is not None:
         metrics = report_finished(cfg.run_dir, done, console)
@@ -97,6 +99,8 @@ def train(
         print_warnings(prepared.report, console)
         print_trainable_summary(params, console)
         dump_config(cfg, cfg.run_dir / "config.yaml")
+        if auto_choice is not None:
+            annotate_config(cfg.run_dir / "config.yaml", auto_choice)
 
     loop = build_loop(cfg, backend, model, tokenizer.pad_token_id, prepared.splits, console)
     state, stopper = LoopState(), EarlyStopping(cfg.train.early_stopping)
@@ -118,6 +122,8 @@ def train(
     if model is not None and stopper.best_step is not None:
         load_weights(checkpoints_dir(cfg.run_dir) / f"step-{stopper.best_step}", model)
     summary = run_summary(cfg, state, stopper, params, loop, started)
+    if auto_choice is not None:
+        summary["auto"] = auto_choice.as_dict()
     final_metrics = None
     if accelerator.is_main_process:
         final_metrics = save_results(cfg, model, tokenizer, prepared, summary, stopper, console)
