@@ -27,6 +27,8 @@ _LAZY = {
     "export_run": ("tunelab.export", "export_run"),
     "load": ("tunelab.inference", "load"),
     "predict": ("tunelab.inference", "predict"),
+    "make_plan": ("tunelab.plan.planner", "build_plan"),
+    "resolve_auto": ("tunelab.plan.auto", "resolve_auto"),
 }
 
 __all__ = ["ConfigError", "RunConfig", "TunelabError", "load_config", *_LAZY]
