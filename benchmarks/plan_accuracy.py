@@ -3,7 +3,8 @@
 sequence lengths.
 
 Each measurement is a fresh ``tunelab train`` process (one at a time, a few steps); its peak
-is ``ru_maxrss`` from ``os.wait4`` (what ``/usr/bin/time -v`` reports) on CPU. Every example
+is its ``ru_maxrss`` (what ``/usr/bin/time -v`` reports; taken by a small launcher process,
+``tunelab.plan.measure``, since Linux carries a parent's size into a forked child) on CPU. Every example
 is longer than ``data.max_length``, so every batch is padded to it and the measured step time
 is comparable with the plan's. ``CPU_OVERHEAD`` (tunelab.plan.estimate) was set from the tiny
 Llama at the shorter length with LoRA and full fine-tuning; the ``tuned`` column marks those
@@ -21,7 +22,6 @@ import argparse
 import itertools
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +39,7 @@ from throughput_assets import (
     build_tiny_llama,
     instruction_rows,
 )
+from tunelab.plan.measure import run_measured
 
 SEQ = {"llama": (128, 256), "minilm": (128, 256), "smollm2": (128, 256)}
 BATCH = {"llama": 4, "minilm": 8, "smollm2": 4}
@@ -93,13 +94,9 @@ def measure(cfg: dict[str, Any], work: Path) -> tuple[float, float]:
     out = Path(cfg["output"]["dir"])
     path = work / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    with open(work / "train.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tunelab.cli", "train", str(path), "--no-resume"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )  # fmt: skip
-        _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+    command = [sys.executable, "-m", "tunelab.cli", "train", str(path), "--no-resume"]
+    code, peak_mb = run_measured(command, work / "train.log", {**os.environ, "HF_HUB_OFFLINE": "1"})
+    if code != 0:
         tail = (work / "train.log").read_text().strip().splitlines()[-1:]
         raise RuntimeError(f"training failed: {tail}")
     summary = json.loads((out / "train_summary.json").read_text())
@@ -109,7 +106,7 @@ def measure(cfg: dict[str, Any], work: Path) -> tuple[float, float]:
     elapsed = [r["step"] * per_step / r["tokens_per_s"] for r in steps]
     step_times = [b - a for a, b in itertools.pairwise(elapsed)]
     step_times.sort()
-    return usage.ru_maxrss / 1024, step_times[len(step_times) // 2] if step_times else float("nan")
+    return peak_mb, step_times[len(step_times) // 2] if step_times else float("nan")
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PlainValidator, WithJsonSchema, field_validator, model_validator
 
 from tunelab.config.section import Fraction, PositiveInt, Section, check_regexes, parse_memory_mb
 from tunelab.metric_catalog import infer_mode
@@ -35,12 +35,30 @@ class EarlyStoppingConfig(Section):
         return self
 
 
+def _batch_size(value: object) -> int | str:
+    """A positive micro-batch size, or ``auto``."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"got {value!r}; expected a positive integer or auto")
+    if value <= 0:
+        raise ValueError(f"got {value}; must be > 0")
+    return value
+
+
+BatchSize = Annotated[
+    int | Literal["auto"],
+    PlainValidator(_batch_size),
+    WithJsonSchema({"anyOf": [{"type": "integer", "exclusiveMinimum": 0}, {"const": "auto"}]}),
+]
+
+
 class TrainConfig(Section):
     epochs: float = Field(default=3.0, gt=0, description="Number of passes over the train split.")
     max_steps: PositiveInt | None = Field(
         default=None, description="Stop after this many optimizer steps (the smaller of the two)."
     )
-    batch_size: PositiveInt | Literal["auto"] = Field(
+    batch_size: BatchSize = Field(
         default=8,
         description="Micro-batch size per process; auto: the planner picks the largest that "
         "fits train.memory_budget and sets gradient_accumulation_steps to keep "

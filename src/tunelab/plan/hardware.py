@@ -51,9 +51,9 @@ def detect_hardware() -> Hardware:
         precisions = (
             ("fp32", "bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
         )
+        gflops = {p: cuda_gflops(p) for p in precisions}
         return Hardware(
-            "cuda", torch.cuda.get_device_name(), total / 2**20, free / 2**20, precisions,
-            {p: 1.0 for p in precisions},  # GPU step times come from --probe
+            "cuda", torch.cuda.get_device_name(), total / 2**20, free / 2**20, precisions, gflops
         )  # fmt: skip
     info = meminfo()
     precisions = ("fp32", "bf16") if cpu_has_native_bf16() else ("fp32",)
@@ -64,6 +64,24 @@ def detect_hardware() -> Hardware:
         "cpu", f"CPU ({os.cpu_count()} cores)", info.get("MemTotal", 0.0),
         info.get("MemAvailable", 0.0), precisions, gflops,
     )  # fmt: skip
+
+
+def cuda_gflops(precision: str, size: int = 4096, repeats: int = 10) -> float:
+    """Measured GFLOP/s of a ``size``^3 matmul on the GPU in ``precision``."""
+    import time
+
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    a = torch.randn(size, size, device="cuda", dtype=dtype)
+    b = torch.randn(size, size, device="cuda", dtype=dtype)
+    a @ b
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
 def meminfo() -> dict[str, float]:

@@ -203,6 +203,8 @@ def trace_candidates(
         if reason:
             skipped[label] = reason
             continue
+        if hardware.device != "cpu" and not quantize:  # bitsandbytes places quantised models
+            model.to(hardware.device)
         base_params = sum(p.numel() for p in model.parameters())
         model = get_method(method_cfg.name).apply(model, method_cfg.settings, cfg.task)
         candidate = describe(label, section, model, base_params, cfg.task)

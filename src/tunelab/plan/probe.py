@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from tunelab.config import RunConfig
 from tunelab.errors import TunelabError
 from tunelab.plan.estimate import peak_tensor_bytes, process_peak_mb
+from tunelab.plan.measure import run_measured
 from tunelab.plan.rows import Candidate, Plan
 
 PROBE_MICROS = (1, 2)
@@ -87,16 +87,11 @@ def run_probe(
         path = Path(tmp) / "spec.json"
         path.write_text(json.dumps(spec), encoding="utf-8")
         out_path = Path(tmp) / "out.txt"
-        with open(out_path, "w", encoding="utf-8") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tunelab.plan.probe_worker", str(path)],
-                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            )  # fmt: skip
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+        command = [sys.executable, "-m", "tunelab.plan.probe_worker", str(path)]
+        returncode, peak_mb = run_measured(command, out_path, {**os.environ, "HF_HUB_OFFLINE": "1"})
         lines = out_path.read_text(encoding="utf-8").splitlines()
     result = next((json.loads(x) for x in reversed(lines) if x.startswith('{"seconds"')), None)
-    if proc.returncode != 0 or result is None:
+    if returncode != 0 or result is None:
         tail = lines[-1] if lines else "no output"
         raise TunelabError(f"--probe of {candidate.label} failed: {tail}")
-    return result, usage.ru_maxrss / 1024
+    return result, peak_mb
