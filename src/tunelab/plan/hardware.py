@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,7 +13,7 @@ from pathlib import Path
 from tunelab.errors import TunelabError
 
 _BASE_SCRIPT = """
-import json, resource, sys
+import json, sys
 import accelerate, datasets, peft, torch, transformers
 import tunelab.train.run, tunelab.data
 from tunelab.config import ModelConfig
@@ -24,7 +23,6 @@ if torch.cuda.is_available():
     torch.zeros(1, device="cuda")
     free, total = torch.cuda.mem_get_info()
     print(json.dumps({"cuda_context_mb": (total - free) / 2**20}))
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -101,16 +99,22 @@ def meminfo() -> dict[str, float]:
 @lru_cache(maxsize=8)
 def runtime_base_mb(model_json: str) -> dict[str, float]:
     """Peak RSS (and CUDA context) of a fresh process that imports the training stack and
-    loads the tokenizer: what every training process pays before its model (measured)."""
-    out = subprocess.run(
-        [sys.executable, "-c", _BASE_SCRIPT, model_json],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
-    values: dict[str, float] = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("{"):
-            values.update(json.loads(line))
-    if "rss_mb" not in values:
-        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+    loads the tokenizer: what every training process pays before its model (measured from a
+    small launcher, :mod:`tunelab.plan.measure`)."""
+    import tempfile
+
+    from tunelab.plan.measure import run_measured
+
+    with tempfile.TemporaryDirectory(prefix="tunelab-base-") as tmp:
+        log = Path(tmp) / "base.log"
+        command = [sys.executable, "-c", _BASE_SCRIPT, model_json]
+        code, peak_mb = run_measured(command, log, {**os.environ, "HF_HUB_OFFLINE": "1"})
+        lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    if code != 0:
+        tail = lines[-1] if lines else "no output"
         raise TunelabError(f"measuring the training process's base memory failed: {tail}")
+    values = {"rss_mb": peak_mb}
+    for line in lines:
+        if line.startswith('{"cuda_context_mb"'):
+            values.update(json.loads(line))
     return values
