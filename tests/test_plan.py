@@ -238,3 +238,20 @@ def test_qlora_nf4_trains_and_saves_a_plain_lora_adapter(tmp_path, qlora_llama):
     assert any("lora_B" in n and p.abs().sum() > 0 for n, p in tuned.named_parameters())
     assert not torch.allclose(tuned(ids).logits, before)
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 4
+
+
+def test_probe_times_real_steps_in_a_fresh_process(tmp_path, tiny_llama_dir):
+    from tunelab.plan.planner import build_plan
+
+    raw = raw_config(tmp_path, tiny_llama_dir)
+    raw["method"] = {"name": "lora", "lora": {"r": 4}}
+    plan = build_plan(load_config(raw), probe=True, methods=["lora"], grid=False)
+    assert {r.timed_by for r in plan.rows} == {"probe"}
+    fit = plan.candidates[0].probe
+    assert fit["seq"] == 64 and fit["per_reference"] > 0
+    times = [
+        r.step_time_s / r.gradient_accumulation_steps
+        for r in sorted(plan.rows, key=lambda r: r.micro_batch)
+    ]
+    assert times == sorted(times)  # a bigger micro-batch never takes less time
+    assert plan.probe_measured["lora"] > plan.base_mb * 0.8  # a whole training process's RSS
