@@ -35,6 +35,8 @@ _LAZY = {
     "run_sweep": ("tunelab.sweep.runner", "sweep"),
     "serve": ("tunelab.serving.server", "serve"),
     "build_app": ("tunelab.serving.server", "build_app"),
+    "make_plan": ("tunelab.plan.planner", "build_plan"),
+    "resolve_auto": ("tunelab.plan.auto", "resolve_auto"),
 }
 
 __all__ = ["ConfigError", "RunConfig", "TunelabError", "load_config", *_LAZY]

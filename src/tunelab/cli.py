@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "validate": "tunelab.config_commands:validate",
     "schema": "tunelab.config_commands:schema",
     "data": "tunelab.data.commands:app",
+    "plan": "tunelab.plan.commands:plan",
     "train": "tunelab.train.commands:train",
     "federated": "tunelab.federated.commands:federated",
     "eval": "tunelab.evaluate.commands:evaluate",

@@ -75,9 +75,13 @@ def ensure_pad_token(tok: PreTrainedTokenizerBase) -> None:
 
 
 def load_model(
-    model_cfg: ModelConfig, task: Task, label_names: list[str] | None = None
+    model_cfg: ModelConfig,
+    task: Task,
+    label_names: list[str] | None = None,
+    quantize: str | None = None,
 ) -> PreTrainedModel:
-    """Load a pretrained model with the head for ``task`` (sequence classification or causal LM)."""
+    """Load a pretrained model with the head for ``task`` (sequence classification or causal
+    LM); ``quantize`` (``nf4``/``int8``) loads the linear layers through bitsandbytes."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -94,6 +98,8 @@ def load_model(
     kwargs["dtype"] = "auto" if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype)
     if model_cfg.attn_implementation:
         kwargs["attn_implementation"] = model_cfg.attn_implementation
+    if quantize:
+        kwargs["quantization_config"] = quantization_config(quantize, task)
     if task == "classification":
         auto_cls = AutoModelForSequenceClassification
         if label_names:
@@ -113,6 +119,28 @@ def load_model(
         model.activation_checkpointing_enable({"use_reentrant": False})
         model.config.use_cache = False
     return model
+
+
+def quantization_config(quantize: str, task: Task) -> Any:
+    """bitsandbytes' config for an NF4 (4-bit) or int8 base; the task head stays unquantised."""
+    import importlib.util
+
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TunelabError(
+            f"method.lora.quantize {quantize!r} needs bitsandbytes: pip install 'tunelab[qlora]'"
+        )
+    skip = ["classifier", "score", "pre_classifier"] if task == "classification" else None
+    if quantize == "nf4":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.float32,
+            llm_int8_skip_modules=skip,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
 
 
 def check_task_fit(config: Any, task: Task, name: str) -> None:

@@ -31,3 +31,16 @@ class Section(BaseModel):
     """Base for every config section: unknown keys are errors, defaults are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
+
+
+_UNITS = {"": 1.0, "mb": 1.0, "m": 1.0, "mib": 1.0, "gb": 1024.0, "g": 1024.0, "gib": 1024.0}
+_MEMORY = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_memory_mb(value: str | float) -> float:
+    """Megabytes (MiB) in ``value``: a number of MB, or ``800MB`` / ``6GB`` / ``6 GiB``."""
+    match = _MEMORY.match(str(value))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise ValueError(f"{value!r} is not a memory size; write e.g. 800MB or 6GB")
+    return float(match.group(1)) * _UNITS[unit]

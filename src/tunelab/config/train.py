@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PlainValidator, WithJsonSchema, field_validator, model_validator
 
 from tunelab.config.adjust import InstabilityConfig, OnOom
-from tunelab.config.section import Fraction, PositiveInt, Section, check_regexes
+from tunelab.config.section import Fraction, PositiveInt, Section, check_regexes, parse_memory_mb
 from tunelab.metric_catalog import infer_mode
 
 
@@ -36,12 +36,45 @@ class EarlyStoppingConfig(Section):
         return self
 
 
+def _batch_size(value: object) -> int | str:
+    """A positive micro-batch size, or ``auto``."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"got {value!r}; expected a positive integer or auto")
+    if value <= 0:
+        raise ValueError(f"got {value}; must be > 0")
+    return value
+
+
+BatchSize = Annotated[
+    int | Literal["auto"],
+    PlainValidator(_batch_size),
+    WithJsonSchema({"anyOf": [{"type": "integer", "exclusiveMinimum": 0}, {"const": "auto"}]}),
+]
+
+
 class TrainConfig(Section):
     epochs: float = Field(default=3.0, gt=0, description="Number of passes over the train split.")
     max_steps: PositiveInt | None = Field(
         default=None, description="Stop after this many optimizer steps (the smaller of the two)."
     )
-    batch_size: PositiveInt = Field(default=8, description="Micro-batch size per process.")
+    batch_size: BatchSize = Field(
+        default=8,
+        description="Micro-batch size per process; auto: the planner picks the largest that "
+        "fits train.memory_budget and sets gradient_accumulation_steps to keep "
+        "effective_batch_size (see docs/planning.md).",
+    )
+    effective_batch_size: PositiveInt | None = Field(
+        default=None,
+        description="With batch_size auto: examples per optimizer step to keep (default: 8 x "
+        "gradient_accumulation_steps).",
+    )
+    memory_budget: str | None = Field(
+        default=None,
+        description="Memory that method/batch_size auto must fit in, e.g. 6GB or 800MB "
+        "(default: what the device has free).",
+    )
     eval_batch_size: PositiveInt | None = Field(
         default=None, description="Evaluation batch size (default: 2 x batch_size)."
     )
@@ -144,6 +177,13 @@ class TrainConfig(Section):
 
     _regexes = field_validator("lr_multipliers")(check_regexes)
 
+    @field_validator("memory_budget")
+    @classmethod
+    def _budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_memory_mb(value)
+        return value
+
     @model_validator(mode="after")
     def _warmup(self) -> TrainConfig:
         if self.warmup_steps and self.warmup_ratio:
@@ -155,4 +195,6 @@ class TrainConfig(Section):
                 "skip_nonfinite and instability.action rollback both handle non-finite steps; "
                 "choose one"
             )
+        if self.effective_batch_size and self.batch_size != "auto":
+            raise ValueError("effective_batch_size applies with batch_size: auto only")
         return self

@@ -50,6 +50,7 @@ class Method:
         decode_by_forward: ``generate`` ignores what it adds; predict decodes by forward passes.
         plain_export: its export is a plain Transformers model (LoRA merged), so a later
             training stage can start from it (``stages:``).
+        placeholder: not a method itself; the planner replaces it before training (auto).
     """
 
     name: ClassVar[str]
@@ -60,6 +61,7 @@ class Method:
     virtual_tokens: ClassVar[bool] = False
     decode_by_forward: ClassVar[bool] = False
     plain_export: ClassVar[bool] = True
+    placeholder: ClassVar[bool] = False
 
     def describe(self) -> str:
         """One line saying what trains."""

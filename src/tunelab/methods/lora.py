@@ -29,6 +29,11 @@ class LoraSettings(Section):
     )
     use_rslora: bool = Field(default=False, description="Rank-stabilised scaling alpha/sqrt(r).")
     use_dora: bool = Field(default=False, description="Weight-decomposed LoRA (DoRA).")
+    quantize: Literal["nf4", "int8"] | None = Field(
+        default=None,
+        description="QLoRA: load the frozen base through bitsandbytes in 4-bit NF4 or int8 "
+        "(the adapter trains in fp32; the artifact is a plain LoRA adapter).",
+    )
 
 
 class Lora(PeftMethod):
@@ -39,8 +44,13 @@ class Lora(PeftMethod):
 
     def apply(self, model: nn.Module, settings: LoraSettings, task: Task) -> nn.Module:
         """Wrap ``model`` in a PeftModel with LoRA on the target modules."""
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+        if getattr(model, "is_quantized", False):  # QLoRA: norms in fp32, inputs keep grads
+            checkpointing = bool(getattr(model, "is_activation_checkpointing", False))
+            model = prepare_model_for_kbit_training(
+                model, checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         config = LoraConfig(
             task_type=peft_task_type(task),
             r=settings.r,
@@ -57,6 +67,21 @@ class Lora(PeftMethod):
                 peft_model.get_base_model(), set(saved.target_modules)
             )
         return peft_model
+
+    def supports(self, task: Task, model: nn.Module) -> str | None:
+        """NF4 packs weights in blocks of 64 values: every linear layer's size must divide."""
+        sizes = [
+            (name, module.in_features, module.out_features)
+            for name, module in model.named_modules()
+            if type(module).__name__ == "Linear4bit"
+        ]
+        odd = [name for name, n_in, n_out in sizes if n_in % 64 or n_out % 64]
+        if odd:
+            return (
+                f"method.lora.quantize nf4: linear layer {odd[0]} has a size that is not a "
+                "multiple of 64; use quantize: int8 or none for this model"
+            )
+        return None
 
     def export(self, artifact: Artifact, folder: Path, shown: Path) -> str:
         """Merge the update into the base weights (PEFT's ``merge_and_unload``)."""

@@ -12,6 +12,7 @@ from tunelab.config.method import DEFAULT_METHOD
 from tunelab.config.run import use_methods
 from tunelab.errors import TunelabError
 from tunelab.methods.adapter import ADAPTER
+from tunelab.methods.auto import AUTO
 from tunelab.methods.base import Method
 from tunelab.methods.bitfit import BITFIT
 from tunelab.methods.freeze import FREEZE
@@ -22,7 +23,7 @@ from tunelab.methods.prompt_tuning import PROMPT_TUNING
 
 METHODS: dict[str, Method] = {
     method.name: method
-    for method in (FULL, FREEZE, BITFIT, ADAPTER, LORA, PROMPT_TUNING, PREFIX_TUNING)
+    for method in (FULL, FREEZE, BITFIT, ADAPTER, LORA, PROMPT_TUNING, PREFIX_TUNING, AUTO)
 }
 __all__ = ["DEFAULT_METHOD", "METHODS", "Method", "get_method", "register", "unregister"]
 

@@ -15,6 +15,7 @@ from torch import nn
 from tunelab.config import RunConfig, dump_config
 from tunelab.errors import TunelabError
 from tunelab.io import recover_dir
+from tunelab.plan.auto import annotate_config, resolve_auto
 from tunelab.preflight import check_run, check_splits
 from tunelab.train.backends.base import Backend
 from tunelab.train.backends.registry import start_backend
@@ -96,6 +97,7 @@ def train(
     multi = bool(cfg.task_names)
     if cfg.stages is not None:
         raise TunelabError("a config with stages: trains through tunelab.train.train")
+    cfg, auto_choice = resolve_auto(cfg, console)  # method/batch_size auto -> concrete config
     check_run(cfg, console)  # refuse a config that cannot finish before anything is written
     if resume is not False and (done := finished_run(cfg)) is not None:
         metrics = report_finished(cfg.run_dir, done, console)
@@ -125,6 +127,8 @@ def train(
             print_warnings(data.report, console)
         print_trainable_summary(params, console)
         dump_config(cfg, cfg.run_dir / "config.yaml")
+        if auto_choice is not None:
+            annotate_config(cfg.run_dir / "config.yaml", auto_choice)
 
     loop = build_loop(cfg, backend, model, tokenizer.pad_token_id, prepared, console)
     loop.on_eval = on_eval
@@ -154,6 +158,8 @@ def train(
     if model is not None and stopper.best_step is not None:
         load_weights(checkpoints_dir(cfg.run_dir) / f"step-{stopper.best_step}", model)
     summary = run_summary(cfg, state, stopper, params, loop, started)
+    if auto_choice is not None:
+        summary["auto"] = auto_choice.as_dict()
     final_metrics = None
     if accelerator.is_main_process:
         final_metrics = save_results(cfg, model, tokenizer, prepared, summary, stopper, console)
@@ -186,6 +192,8 @@ def build_model(cfg: RunConfig, label_names: list[str] | dict[str, list[str]] | 
         model = load_multihead(cfg, label_names)
     else:
         model = load_model(cfg.model, cfg.task, label_names)
+    quantize = getattr(cfg.method.settings, "quantize", None)
+    model = load_model(cfg.model, cfg.task, label_names, quantize)
     set_dropout(model, cfg.train.dropout, cfg.train.attention_dropout)
     model = apply_method(model, cfg.method, cfg.task)
     if cfg.model.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
