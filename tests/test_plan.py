@@ -255,3 +255,18 @@ def test_probe_times_real_steps_in_a_fresh_process(tmp_path, tiny_llama_dir):
     ]
     assert times == sorted(times)  # a bigger micro-batch never takes less time
     assert plan.probe_measured["lora"] > plan.base_mb * 0.8  # a whole training process's RSS
+
+
+def test_auto_with_stages_is_refused_in_one_line(tmp_path):
+    from tunelab.config import load_config
+    from tunelab.errors import ConfigError
+
+    raw = {
+        "model": {"name_or_path": str(tmp_path)},
+        "data": {"path": str(tmp_path / "d.jsonl"), "format": "classification"},
+        "method": {"name": "auto"},
+        "stages": [{"name": "a"}, {"name": "b", "train": {"lr": 1e-4}}],
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    with pytest.raises(ConfigError, match=r"auto plan one stage over one dataset"):
+        load_config(raw)

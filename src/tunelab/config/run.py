@@ -94,6 +94,12 @@ class RunConfig(Section):
             raise ValueError(
                 f"train.packing does not work with method {name} (it prepends virtual tokens)"
             )
+        auto = name == "auto" or self.train.batch_size == "auto"
+        if auto and (self.stages or isinstance(self.data, MultiTaskData)):
+            raise ValueError(
+                "method.name / train.batch_size auto plan one stage over one dataset; set them "
+                "explicitly with stages: or data.tasks (tunelab plan shows what fits)"
+            )
         if self.federated and (self.stages or isinstance(self.data, MultiTaskData)):
             raise ValueError(
                 "federated: takes one stage over one dataset; remove stages: / data.tasks, "
