@@ -56,7 +56,7 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "tunelab-nochunk": {"loss_chunk_size": 0},
     "tunelab-random": {"group_by_length": False},
 }
-# environment switches: tunelab on glibc's malloc instead of the tunelab command's jemalloc
+# environment switches: tunelab on glibc's malloc instead of the tunelab command's tcmalloc
 ENV_SWITCHES: dict[str, dict[str, str]] = {"tunelab-glibc": {"TUNELAB_ALLOCATOR": "system"}}
 Results = dict[str, list[dict[str, Any]]]
 
@@ -66,7 +66,7 @@ def plan(quick: bool, rounds: int) -> list[list[Job]]:
     lm = ("tunelab", "tunelab-nochunk", "tunelab-glibc", "hf-grouped", "hf", "trl")
     if quick:
         return [[Job(s, "llama", rows=48) for s in lm]]
-    extra = ("tunelab-random", "hf-grouped+jemalloc")
+    extra = ("tunelab-random", "hf-grouped+tcmalloc")
     return [
         [Job(s, "llama", rows=160, rounds=rounds) for s in (*lm, *extra)],
         [Job(s, "smollm2", rows=48) for s in lm],
@@ -112,10 +112,10 @@ def run_job(assets: Assets, job: Job, round_: int) -> dict[str, Any]:
 
 
 def job_env(system: str) -> dict[str, str]:
-    """tunelab runs as the ``tunelab`` command starts it (on jemalloc where found); the
-    baselines as their users start them, except a ``+jemalloc`` control."""
+    """tunelab runs as the ``tunelab`` command starts it (on tcmalloc where found); the
+    baselines as their users start them, except a ``+tcmalloc`` control."""
     env = {**os.environ, **ENV_SWITCHES.get(system, {})}
-    if system.startswith("tunelab") or system.endswith("+jemalloc"):
+    if system.startswith("tunelab") or system.endswith("+tcmalloc"):
         env = launch_env(env) or env
     return env
 
@@ -274,13 +274,13 @@ def print_targets(prefix: str, rows: dict[str, dict[str, float]]) -> None:
                 line(
                     f"{label} tunelab / {name}", v, None, "{:.4f}" if m == "heldout" else "{:.2f}x"
                 )
-    v = ratio("hf-grouped+jemalloc", "hf-grouped", "rss_mb")
+    v = ratio("hf-grouped+tcmalloc", "hf-grouped", "rss_mb")
     if v is not None:
-        line("control: peak RSS HF grouped on jemalloc / on glibc", v, None)
+        line("control: peak RSS HF grouped on tcmalloc / on glibc", v, None)
     for variant, switch in (
         ("tunelab-nochunk", "loss_chunk_size"),
         ("tunelab-random", "group_by_length"),
-        ("tunelab-glibc", "jemalloc allocator"),
+        ("tunelab-glibc", "tcmalloc allocator"),
     ):
         speed, rss = ratio("tunelab", variant, metric), ratio("tunelab", variant, "rss_mb")
         if speed is not None:

@@ -30,17 +30,18 @@ pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 if [ "$TORCH_SPEC" != "skip" ]; then
   pip install -q "$TORCH_SPEC"
 fi
-# jemalloc: the tunelab command runs on it where found (about half the peak memory of glibc's
-# malloc in training; see docs/performance.md). Debian's libjemalloc2 is 0.3 MB.
-if ! ls /usr/lib/*/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 > /dev/null 2>&1; then
+# tcmalloc: the tunelab command runs on it where found (about 0.6x the peak memory of glibc's
+# malloc in training, at the same speed; see docs/performance.md). Debian's
+# libtcmalloc-minimal4 is 0.3 MB.
+if ! ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 > /dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjemalloc2 > /dev/null 2>&1 \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q libtcmalloc-minimal4 > /dev/null 2>&1 \
       || { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive \
-           apt-get install -y -q libjemalloc2 > /dev/null; } \
-      || echo "install.sh: could not install libjemalloc2; tunelab uses glibc's malloc" >&2
+           apt-get install -y -q libtcmalloc-minimal4 > /dev/null; } \
+      || echo "install.sh: could not install libtcmalloc-minimal4; tunelab uses glibc's malloc" >&2
   else
-    echo "install.sh: libjemalloc2 not found; install it (e.g. apt-get install libjemalloc2)" \
-      "for about half the training memory" >&2
+    echo "install.sh: libtcmalloc-minimal4 not found; install it (e.g. apt-get install" \
+      "libtcmalloc-minimal4) for about 0.6x the training memory" >&2
   fi
 fi
 

@@ -1,4 +1,4 @@
-"""The tunelab command restarts itself under jemalloc (where installed) and records it."""
+"""The tunelab command restarts itself under tcmalloc (where installed) and records it."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from tunelab.errors import TunelabError
 
 
 def test_auto_finds_the_first_library_in_preference_order(tmp_path):
-    (tmp_path / "libtcmalloc_minimal.so.4").write_bytes(b"")
-    assert find_allocator("auto", (str(tmp_path),)) == tmp_path / "libtcmalloc_minimal.so.4"
     (tmp_path / "libjemalloc.so.2").write_bytes(b"")
     assert find_allocator("auto", (str(tmp_path),)) == tmp_path / "libjemalloc.so.2"
+    (tmp_path / "libtcmalloc_minimal.so.4").write_bytes(b"")
+    assert find_allocator("auto", (str(tmp_path),)) == tmp_path / "libtcmalloc_minimal.so.4"
     assert find_allocator("auto", (str(tmp_path / "none"),)) is None
     assert find_allocator("system") is None
 
@@ -64,11 +64,11 @@ def _train(tmp_path: Path, model_dir: Path, name: str, **env: str) -> dict:
     return json.loads((tmp_path / name / "train_summary.json").read_text())
 
 
-def test_the_tunelab_command_trains_under_jemalloc_unless_told_not_to(tmp_path, tiny_bert_dir):
+def test_the_tunelab_command_trains_under_tcmalloc_unless_told_not_to(tmp_path, tiny_bert_dir):
     found = find_allocator("auto")
-    assert found is not None and found.name == "libjemalloc.so.2", (
-        f"found {found}: install Debian's libjemalloc2 (scripts/install.sh does)"
+    assert found is not None and found.name == "libtcmalloc_minimal.so.4", (
+        f"found {found}: install Debian's libtcmalloc-minimal4 (scripts/install.sh does)"
     )
-    assert _train(tmp_path, tiny_bert_dir, "auto")["allocator"] == "jemalloc"
+    assert _train(tmp_path, tiny_bert_dir, "auto")["allocator"] == "tcmalloc"
     summary = _train(tmp_path, tiny_bert_dir, "system", TUNELAB_ALLOCATOR="system")
     assert summary["allocator"] == "system"

@@ -1,12 +1,12 @@
-"""The memory allocator of a tunelab process: jemalloc where the system has it.
+"""The memory allocator of a tunelab process: tcmalloc (else jemalloc) where installed.
 
 glibc's malloc keeps the activation buffers a training step frees for reuse instead of
 returning them, so a process's resident memory grows to about twice what its tensors need
-(the SmolLM2 chat example: 4.1 GB peak RSS with glibc, 2.0 GB with jemalloc, same losses; see
-docs/performance.md). An allocator is chosen when a process starts, so the ``tunelab``
-command starts itself once more with the library in ``LD_PRELOAD``. ``TUNELAB_ALLOCATOR``
-picks: ``auto`` (the default: jemalloc, else tcmalloc, else the system's), ``system``, or the
-path of a malloc library.
+(the SmolLM2 chat example: 4.1 GB peak RSS with glibc, 2.0 GB with tcmalloc or jemalloc, same
+losses; tcmalloc is also a little faster, jemalloc about 0.75x; see docs/performance.md). An
+allocator is chosen when a process starts, so the ``tunelab`` command starts itself once more
+with the library in ``LD_PRELOAD``. ``TUNELAB_ALLOCATOR`` picks: ``auto`` (the default:
+tcmalloc, else jemalloc, else the system's), ``system``, or the path of a malloc library.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tunelab.errors import TunelabError
 
 SETTING = "TUNELAB_ALLOCATOR"
 _RELAUNCHED = "TUNELAB_ALLOCATOR_RELAUNCHED"
-_LIBRARIES = ("libjemalloc.so.2", "libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
+_LIBRARIES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libjemalloc.so.2")
 _DIRS = (
     "/usr/lib/x86_64-linux-gnu",
     "/usr/lib/aarch64-linux-gnu",
@@ -39,7 +39,7 @@ def find_allocator(setting: str, dirs: tuple[str, ...] = _DIRS) -> Path | None:
         if not path.is_file():
             raise TunelabError(
                 f"{SETTING}={setting}: no such file; set it to auto, system or the path of a "
-                "malloc library such as /usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+                "malloc library such as /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
             )
         return path
     for name in _LIBRARIES:
