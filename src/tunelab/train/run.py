@@ -191,9 +191,8 @@ def build_model(cfg: RunConfig, label_names: list[str] | dict[str, list[str]] | 
     if isinstance(label_names, dict):
         model = load_multihead(cfg, label_names)
     else:
-        model = load_model(cfg.model, cfg.task, label_names)
-    quantize = getattr(cfg.method.settings, "quantize", None)
-    model = load_model(cfg.model, cfg.task, label_names, quantize)
+        quantize = getattr(cfg.method.settings, "quantize", None)
+        model = load_model(cfg.model, cfg.task, label_names, quantize)
     set_dropout(model, cfg.train.dropout, cfg.train.attention_dropout)
     model = apply_method(model, cfg.method, cfg.task)
     if cfg.model.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
