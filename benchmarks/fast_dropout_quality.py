@@ -11,13 +11,11 @@ macro-F1 and training time per run, then the mean and spread per setting and the
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from seeded_runs import REPO, describe, train_and_read
+
 EXAMPLES = {"bbc": "examples/quickstart.yaml", "zh": "examples/zh-inews-sentiment-minilm.yaml"}
 
 
@@ -26,21 +24,13 @@ def run(example: str, seed: int, fast: bool, out_root: Path) -> dict[str, float]
     out = out_root / f"{example}-seed{seed}-{'fast' if fast else 'torch'}"
     overrides = [f"train.seed={seed}", f"train.fast_dropout={str(fast).lower()}"]
     overrides += [f"output.dir={out}", "train.report_to=[]"]
-    command = [sys.executable, "-m", "tunelab.cli", "train", EXAMPLES[example], *overrides]
-    subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True)
-    summary = json.loads((out / "train_summary.json").read_text())
-    results = json.loads((out / "eval_results.json").read_text())["metrics"]
+    summary, results = train_and_read([EXAMPLES[example], *overrides], out)
     return {
         "accuracy": results["accuracy"],
         "f1_macro": results["f1_macro"],
         "train_s": summary["wall_time_s"],
         "tokens_per_s": summary["tokens_per_s"],
     }
-
-
-def describe(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
 
 def main() -> None:

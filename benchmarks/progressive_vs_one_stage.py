@@ -13,16 +13,14 @@ macro-F1 and training time per run, then the mean and spread per setting.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from seeded_runs import REPO, describe, train_and_read
+
 EXAMPLE = REPO / "examples" / "progressive.yaml"
 
 
@@ -48,21 +46,13 @@ def run(seed: int, progressive: bool, args: argparse.Namespace) -> dict[str, flo
     path = args.out / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config(seed, progressive, args, out)))
-    command = [sys.executable, "-m", "tunelab.cli", "train", str(path), "--no-resume"]
-    subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True)
-    summary = json.loads((out / "train_summary.json").read_text())
-    results = json.loads((out / "eval_results.json").read_text())["metrics"]
+    summary, results = train_and_read([str(path), "--no-resume"], out)
     return {
         "accuracy": results["accuracy"],
         "f1_macro": results["f1_macro"],
         "steps": summary["steps"],
         "train_s": summary["wall_time_s"],
     }
-
-
-def describe(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
 
 def main() -> None:

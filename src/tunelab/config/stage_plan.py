@@ -17,6 +17,7 @@ from tunelab.config.problems import format_problems
 from tunelab.config.run import RunConfig
 from tunelab.config.stages import STAGE_SECTIONS, StageConfig
 from tunelab.errors import ConfigError
+from tunelab.mappings import deep_merge
 
 
 def resolve_stages(cfg: RunConfig, source: str | None = None) -> list[RunConfig]:
@@ -88,26 +89,17 @@ WARMUP_KEYS = (("warmup_steps", "warmup_ratio"), ("warmup_ratio", "warmup_steps"
 
 def merged_config(base: dict[str, Any], stage: StageConfig) -> dict[str, Any]:
     """The raw config of ``stage``: ``base`` (a dumped config) with its overrides."""
-    raw = {**base, "train": merged(base["train"], stage.train)}
+    raw = {**base, "train": deep_merge(base["train"], stage.train)}
     for given, other in WARMUP_KEYS:
         if given in stage.train and other not in stage.train:
             raw["train"][other] = 0  # a stage's warmup replaces the top-level one
     # a stage's data with tasks replaces the section (adds or drops tasks); else it merges
-    raw["data"] = dict(stage.data) if "tasks" in stage.data else merged(base["data"], stage.data)
+    raw["data"] = (
+        dict(stage.data) if "tasks" in stage.data else deep_merge(base["data"], stage.data)
+    )
     same_method = stage.method.get("name", base["method"]["name"]) == base["method"]["name"]
-    raw["method"] = merged(base["method"], stage.method) if same_method else dict(stage.method)
+    raw["method"] = deep_merge(base["method"], stage.method) if same_method else dict(stage.method)
     return raw
-
-
-def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` on top: nested mappings merge, anything else replaces."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def in_stage(where: str, problem: str) -> str:

@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from tunelab.errors import TunelabError, first_line
+from tunelab.mappings import deep_merge
 
 RELOAD_S = 20  # a live report reloads itself this often
 
@@ -145,7 +146,7 @@ class Page:
             "legend": {"orientation": "h", "y": -0.3, "yanchor": "top"},
             "hovermode": "closest",
         }
-        layout = merge(layout, figure.get("layout", {}))
+        layout = deep_merge(layout, figure.get("layout", {}))
         figure = finite({"data": figure["data"], "layout": layout})
         payload = json.dumps(figure, allow_nan=False, default=str).replace("</", "<\\/")
         return (
@@ -180,17 +181,6 @@ class Page:
             body.append("<tr>" + "".join(tds) + "</tr>")
         attr = f' data-table="{esc(name)}"' if name else ""
         return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``extra``, nested dicts merged."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def document(title: str, subtitle: str, body: str, live: bool) -> str:

@@ -3,6 +3,7 @@ tokens/s, memory and the fp16 loss scale, with the stage boundaries drawn on eac
 
 from __future__ import annotations
 
+from tunelab.mappings import deep_merge
 from tunelab.report.charts import (
     COLORS,
     boundary_layout,
@@ -12,7 +13,7 @@ from tunelab.report.charts import (
     stage_boundaries,
     step_axes,
 )
-from tunelab.report.page import Page, merge, note
+from tunelab.report.page import Page, note
 from tunelab.report.rundata import RunData
 
 # train-record key -> (chart title, y-axis title, log scale)
@@ -57,7 +58,7 @@ def render(run: RunData, page: Page) -> str | None:
     if eval_steps:
         loss_traces.append(line("validation loss", eval_steps, eval_loss, COLORS[1]))
     if loss_traces:
-        layout = merge(step_axes("loss", end), stages)
+        layout = deep_merge(step_axes("loss", end), stages)
         charts.append(page.chart({"data": loss_traces, "layout": layout}, "loss"))
     for index, key in enumerate(k for k in eval_keys(run) if k != "eval_loss"):
         xs, ys = series(evals, key)
@@ -67,12 +68,12 @@ def render(run: RunData, page: Page) -> str | None:
         data = [trace]
         if starred:
             data.append(best_markers(starred))
-        layout = merge(step_axes(key, end), stages)
+        layout = deep_merge(step_axes(key, end), stages)
         charts.append(page.chart({"data": data, "layout": layout}, f"validation: {key}"))
     for index, (key, (title, y_title, log)) in enumerate(TRAIN_CURVES.items()):
         xs, ys = series(train, key)
         if xs:
             trace = line(key, xs, ys, COLORS[(index + 4) % len(COLORS)])
-            layout = merge(step_axes(y_title, end, log), stages)
+            layout = deep_merge(step_axes(y_title, end, log), stages)
             charts.append(page.chart({"data": [trace], "layout": layout}, title))
     return f'<div class="grid">{"".join(charts)}</div>'
