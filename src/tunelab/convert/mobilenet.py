@@ -75,7 +75,7 @@ def build_model(
     )
     model = MobileNetV2ForImageClassification(config).eval()
     mapping = torchvision_to_hf_names()
-    missing = sorted(src for src in mapping.values() if src not in state)
+    missing = [src for src in mapping.values() if src not in state]
     if missing:
         raise TunelabError(f"not a torchvision MobileNetV2 state dict: no {missing[0]}")
     model.load_state_dict({dst: state[src] for dst, src in mapping.items()}, strict=True)
