@@ -80,7 +80,8 @@ def read_idx(path: Path, header: int) -> np.ndarray:
     """The uint8 payload of a gzipped IDX file after its ``header`` bytes."""
     if not path.is_file():
         raise TunelabError(f"{path} not found: apt-get install dataset-fashion-mnist")
-    return np.frombuffer(gzip.open(path).read(), np.uint8, offset=header)
+    with gzip.open(path) as fh:
+        return np.frombuffer(fh.read(), np.uint8, offset=header)
 
 
 def balanced_indices(labels: np.ndarray, per_class: int, seed: int) -> list[int]:
