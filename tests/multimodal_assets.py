@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tunelab.convert.sources import downloads_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "examples" / "models"
 DATA = ROOT / "examples" / "data" / "generated"
@@ -25,5 +27,13 @@ def data_file(name: str) -> Path:
     """examples/data/generated/NAME (a file or folder), or a failed test saying how to build it."""
     path = DATA / name
     if not path.exists():
+        pytest.fail(f"{path} is missing: {HINT}", pytrace=False)
+    return path
+
+
+def downloaded(relative: str) -> Path:
+    """A file inside the unzipped wheels (the downloads cache), or a failed test."""
+    path = downloads_dir() / relative
+    if not path.is_file():
         pytest.fail(f"{path} is missing: {HINT}", pytrace=False)
     return path

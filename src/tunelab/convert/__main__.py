@@ -1,10 +1,10 @@
 """Convert the offline pretrained weights into Transformers model directories.
 
     python -m tunelab.convert NAME --source FILE_OR_DIR --out DIR [--labels FILE]
-    python -m tunelab.convert all --downloads DIR --out examples/models [--force]
+    python -m tunelab.convert all [--downloads DIR] --out examples/models [--force]
 
-``--downloads`` holds the unzipped wheels (what ``scripts/install.sh --multimodal`` puts in
-``~/.cache/tunelab/downloads``); ``all`` skips a model directory that already exists
+``--downloads`` holds the unzipped wheels (default: where ``scripts/install.sh --multimodal``
+puts them, ``$TUNELAB_DOWNLOADS`` or ``~/.cache/tunelab/downloads``); ``all`` skips a model directory that already exists
 unless ``--force`` is given (directories are written atomically, so one that exists is
 complete).
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab.convert import dinov2, mobilenet, whisper
+from tunelab.convert.sources import downloads_dir
 from tunelab.errors import TunelabError
 
 
@@ -76,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("name", choices=[*CONVERTERS, "all"], help="a converter, or all")
     parser.add_argument("--source", type=Path, help="the input file/dir (one converter)")
-    parser.add_argument("--downloads", type=Path, help="the unzipped packages (all)")
+    parser.add_argument(
+        "--downloads", type=Path, help="the unzipped wheels (all; default: the cache)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="model dir (or parent, all)")
     parser.add_argument("--labels", type=Path, help="class names, one a line (mobilenet_v2)")
     parser.add_argument("--force", action="store_true", help="all: convert existing dirs again")
@@ -87,9 +90,7 @@ def run(argv: list[str] | None = None) -> None:
     """Parse ``argv`` and convert; raises TunelabError on bad input."""
     args = _parser().parse_args(argv)
     if args.name == "all":
-        if args.downloads is None:
-            raise TunelabError("all needs --downloads DIR (the unzipped wheels)")
-        convert_all(args.downloads, args.out, args.force)
+        convert_all(args.downloads or downloads_dir(), args.out, args.force)
         return
     if args.source is None:
         raise TunelabError(

