@@ -146,6 +146,19 @@ def test_label_folder_and_image_size(models, tmp_path):
     assert load_processor(cfg.model, cfg.data.format, cfg.data).inner.size["height"] == 24
 
 
+def test_data_prepare_cli_reports_image_rows(models, images, tmp_path):
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config(models["vit"], images, tmp_path)))
+    out = CliRunner().invoke(app, ["data", "prepare", str(path)])
+    assert out.exit_code == 0, out.output
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["format"] == "image_classification"
+    assert report["labels"]["test"] == dict.fromkeys(sorted(COLOURS), 3)
+    assert f"test: {len(COLOURS) * 3} rows" in out.output
+
+
 def test_augmentation_only_at_training_time(models, images, tmp_path):
     cfg = load_config(
         config(models["vit"], images, tmp_path, data={"augment": {"flip": True, "crop_scale": 0.5}})
