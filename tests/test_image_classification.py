@@ -146,6 +146,28 @@ def test_label_folder_and_image_size(models, tmp_path):
     assert load_processor(cfg.model, cfg.data.format, cfg.data).inner.size["height"] == 24
 
 
+def test_image_bytes_in_parquet(models, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = good_rows(tmp_path)
+    table = pa.table(
+        {
+            "picture": [(tmp_path / r["image"]).read_bytes() for r in rows],
+            "label": [r["label"] for r in rows],
+        }
+    )
+    pq.write_table(table, tmp_path / "rows.parquet")
+    cfg = bad_config(models, tmp_path / "rows.parquet", tmp_path, columns={"image": "picture"})
+    prepared = prepare_data(load_config(cfg))
+    stored = prepared.splits["train"]["image"]
+    assert sorted(stored) == sorted(table.column("picture").to_pylist())  # bytes, not paths
+    from tunelab.train.rows import modal_collator
+
+    batch = modal_collator(load_config(cfg), train=False)(list(prepared.splits["train"])[:2])
+    assert batch["pixel_values"].shape == (2, 3, 32, 32)
+
+
 def test_data_prepare_cli_reports_image_rows(models, images, tmp_path):
     import yaml
 
