@@ -27,11 +27,11 @@ EXAMPLE = Path(__file__).parents[1] / "examples" / "image-classification.yaml"
 # (model dir under examples/models, method or "before", method settings, steps, image size, lr)
 RUNS: list[tuple[str, str, dict[str, Any], int, int, float]] = [
     ("mobilenet_v2", "before", {}, 0, 112, 0.0),
-    ("mobilenet_v2", "freeze", {"top_n_layers": 0}, 150, 112, 3e-3),
+    ("mobilenet_v2", "freeze", {"top_n_layers": 0}, 60, 112, 3e-3),
     ("mobilenet_v2", "lora", {}, 20, 112, 2e-3),
     ("dinov2_small", "before", {}, 0, 56, 0.0),
-    ("dinov2_small", "freeze", {"top_n_layers": 0}, 150, 56, 3e-3),
-    ("dinov2_small", "lora", {}, 30, 56, 1e-3),
+    ("dinov2_small", "freeze", {"top_n_layers": 0}, 60, 56, 3e-3),
+    ("dinov2_small", "lora", {}, 20, 56, 1e-3),
 ]
 
 
