@@ -12,7 +12,9 @@ from tunelab.config.section import DataFormat, Fraction, PositiveInt, Section
 class ColumnsConfig(Section):
     """Names of the columns in the user's files, per format."""
 
-    text: str = Field(default="text", description="Input text (classification, text).")
+    text: str = Field(
+        default="text", description="Input text (classification, text); transcript (speech)."
+    )
     text_pair: str | None = Field(
         default=None, description="Optional second text for pair classification."
     )
@@ -28,6 +30,9 @@ class ColumnsConfig(Section):
     context: str = Field(default="context", description="QA context column.")
     question: str = Field(default="question", description="QA question column.")
     answer: str = Field(default="answer", description="QA answer column.")
+    audio: str = Field(
+        default="audio", description="Speech: a wav/flac file path, relative to the data file."
+    )
 
 
 class CleanConfig(Section):
@@ -89,7 +94,8 @@ class DataConfig(Section):
         "or a folder with one sub-folder of .txt files per label."
     )
     format: DataFormat = Field(
-        description="classification, instruction (alpaca), chat, qa or text (plain LM)."
+        description="classification, instruction (alpaca), chat, qa, text (plain LM) or speech "
+        "(audio -> transcript)."
     )
     file_type: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet", "folder"] = Field(
         default="auto", description="File type; auto detects it from the extension."
