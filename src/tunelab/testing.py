@@ -191,7 +191,7 @@ def save_tiny_whisper(
         decoder_ffn_dim=64, num_mel_bins=16, max_source_positions=extractor.nb_max_frames // 2,
         max_target_positions=64, pad_token_id=end_id, bos_token_id=end_id, eos_token_id=end_id,
         decoder_start_token_id=tokenizer.convert_tokens_to_ids(WHISPER_SPECIAL[1]),
-        suppress_tokens=None, begin_suppress_tokens=None,
+        suppress_tokens=None, begin_suppress_tokens=None, init_std=0.2,
     )  # fmt: skip
     torch.manual_seed(seed)
     WhisperForConditionalGeneration(config).save_pretrained(path)

@@ -1,7 +1,7 @@
 """Word and character error rates of transcripts (jiwer), for the ``speech`` format.
 
-Both sides are normalised first: lower-case, punctuation (but an apostrophe inside a word)
-replaced by a space, whitespace collapsed, so "Go forward, ten metres." matches "go forward
+Both sides are normalised first: lower-case, every character that is not a letter, digit or
+word-inner apostrophe (punctuation, symbols) replaced by a space, whitespace collapsed, so "Go forward, ten metres." matches "go forward
 ten metres". Numbers are not spelled out ("10" and "ten" differ). The corpus rates are the
 summed edits over the summed reference words (characters), not a mean of per-row rates.
 """
