@@ -47,12 +47,12 @@ def speech_data(folder: Path) -> Path:
     return write_rows(folder, "train.jsonl", rows)
 
 
-def speech_config(model_dir: Path, data: Path, out: Path, **sections: Any) -> dict[str, Any]:
+def speech_config(model_dir: Path, data_file: Path, out: Path, **sections: Any) -> dict[str, Any]:
     """A run on the tiny Whisper: every clip trains and is evaluated (memorisation)."""
     raw: dict[str, Any] = {
         "model": {"name_or_path": str(model_dir)},
         "data": {
-            "path": str(data),
+            "path": str(data_file),
             "format": "speech",
             "split": {"train": 1.0, "validation": 0.0, "test": 0.0},
         },

@@ -83,7 +83,9 @@ def test_predict_audio_prints_the_transcript_eval_wrote(lora_run, clips):
 
     from tunelab.cli import app
 
-    wanted = {Path(r["audio"]).name: r["prediction"] for r in _jsonl(lora_run / "predictions.jsonl")}
+    wanted = {
+        Path(r["audio"]).name: r["prediction"] for r in _jsonl(lora_run / "predictions.jsonl")
+    }
     file = clips.parent / "audio" / "b.wav"  # 8 kHz: resampled to 16 kHz first
     result = CliRunner().invoke(app, ["predict", str(lora_run), "--audio", str(file)])
     assert result.exit_code == 0, result.output
@@ -135,9 +137,10 @@ def test_full_fine_tuning_learns_and_the_run_reloads(whisper_dir, clips, tmp_pat
     assert result.final_metrics["wer"] <= 0.25  # the six clips are memorised (random init: ~1)
     loaded = tunelab.load(tmp_path / "run")
     audio = str(clips.parent / "audio" / "d.wav")
-    assert tunelab.predict(loaded, [{"audio": audio}])[0]["transcript"] == [
-        r["prediction"] for r in _jsonl(tmp_path / "run" / "predictions.jsonl")
-    ][3]
+    assert (
+        tunelab.predict(loaded, [{"audio": audio}])[0]["transcript"]
+        == [r["prediction"] for r in _jsonl(tmp_path / "run" / "predictions.jsonl")][3]
+    )
 
 
 def test_bad_rows_name_the_row_or_are_skipped_and_counted(whisper_dir, clips, tmp_path):
@@ -166,7 +169,9 @@ def test_bad_rows_name_the_row_or_are_skipped_and_counted(whisper_dir, clips, tm
     raw = speech_config(whisper_dir, data, tmp_path / "skip", data={"on_bad_rows": "skip"})
     prepared = prepare_data(load_config(raw))
     assert len(prepared.examples["train"]) == len(CLIPS)
-    assert prepared.report["cleaning"]["bad_files"]["count"] == 4
+    skipped = prepared.report["cleaning"]["removed"]["bad_files"]
+    assert skipped["removed"] == 4
+    assert skipped["example"]["where"].endswith("mixed.jsonl:7")
 
 
 def test_a_clip_longer_than_the_window_is_refused(whisper_dir, tmp_path):
@@ -176,7 +181,9 @@ def test_a_clip_longer_than_the_window_is_refused(whisper_dir, tmp_path):
     write_clip(tmp_path / "audio" / "long.wav", 400.0, 16_000, seconds=3.0)  # window: 2 s
     data = write_rows(tmp_path, "long.jsonl", [{"audio": "audio/long.wav", "text": "long"}])
     raw = speech_config(whisper_dir, data, tmp_path / "run")
-    with pytest.raises(TunelabError, match=r"long\.wav is 3\.0 s long; the model hears at most 2 s"):
+    with pytest.raises(
+        TunelabError, match=r"long\.wav is 3\.0 s long; the model hears at most 2 s"
+    ):
         prepare_data(load_config(raw))
 
 
@@ -194,6 +201,10 @@ def test_what_does_not_apply_to_speech_is_refused(whisper_dir, clips, tmp_path, 
         raw = speech_config(whisper_dir, clips, tmp_path / name, **sections)
         with pytest.raises(TunelabError, match=message):
             load_config(raw)
-    raw = speech_config(tiny_llama_dir, clips, tmp_path / "llama")
-    with pytest.raises(TunelabError, match=r"is not a speech-to-text model|no speech processor"):
+    raw = speech_config(tiny_llama_dir, clips, tmp_path / "llama", data={"max_length": 128})
+    with pytest.raises(TunelabError, match=r"tiny_llama0: has no audio feature extractor"):
+        finetune(load_config(raw))
+    raw["model"]["tokenizer"] = str(whisper_dir)  # a Whisper processor, a Llama model
+    raw["output"]["dir"] = str(tmp_path / "llama2")
+    with pytest.raises(TunelabError, match=r"\(llama\) is not a speech-to-text model"):
         finetune(load_config(raw))

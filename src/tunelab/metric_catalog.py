@@ -27,8 +27,8 @@ HIGHER_IS_BETTER_WORDS = ("acc", "em")
 
 def infer_mode(metric: str) -> Mode | None:
     """``min`` for losses, perplexity and the word error rate (a registered lower-is-better
-    name counts as a whole word, so ``answer`` is not ``wer``), ``max`` for scores (names containing a registered
-    metric whose higher is better, e.g. accuracy, f1, auc, bleu, rouge, meteor, exact_match,
+    name counts as a whole word, so ``answer`` is not ``wer``), ``max`` for scores (names
+    containing a registered metric whose higher is better, e.g. accuracy, f1, auc, bleu, rouge, meteor, exact_match,
     or the words ``acc``/``em``); None when the name says neither. ``eval_f1_macro`` -> max,
     ``eval_loss`` -> min.
     """

@@ -189,7 +189,8 @@ def save_tiny_whisper(
         vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2,
         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
         decoder_ffn_dim=64, num_mel_bins=16, max_source_positions=extractor.nb_max_frames // 2,
-        max_target_positions=64, pad_token_id=end_id, bos_token_id=end_id, eos_token_id=end_id,
+        max_target_positions=64, bos_token_id=end_id, eos_token_id=end_id,
+        pad_token_id=tokenizer.convert_tokens_to_ids(WHISPER_SPECIAL[4]),  # EOS: not a zero row
         decoder_start_token_id=tokenizer.convert_tokens_to_ids(WHISPER_SPECIAL[1]),
         suppress_tokens=None, begin_suppress_tokens=None, init_std=0.2,
     )  # fmt: skip

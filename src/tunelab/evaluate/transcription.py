@@ -35,7 +35,9 @@ def run_transcription(
                 row.update(extra)
         for i, (example, text, row) in enumerate(zip(batch, texts, rows, strict=True)):
             record = {"index": start + i, "audio": example["audio"]}
-            write_line(writer, {**record, "reference": example["reference"], "prediction": text, **row})
+            write_line(
+                writer, {**record, "reference": example["reference"], "prediction": text, **row}
+            )
     results: dict[str, Any] = {}
     for scorer in scorers:
         results.update(scorer.compute())

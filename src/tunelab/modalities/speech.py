@@ -154,7 +154,9 @@ class Speech(Modality):
         columns: dict[str, list[Any]] = {"audio": [], "decoder_input_ids": [], "labels": []}
         for example in examples:
             if example["seconds"] > processor.window + 1e-6:
-                raise TunelabError(str(too_long(example["audio"], example["seconds"], processor.window)))
+                raise TunelabError(
+                    str(too_long(example["audio"], example["seconds"], processor.window))
+                )
             features = encode_transcript(processor.tokenizer, example["text"], DECODER_POSITIONS)
             columns["audio"].append(example["audio"])
             for key, values in features.items():
