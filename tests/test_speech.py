@@ -208,3 +208,32 @@ def test_what_does_not_apply_to_speech_is_refused(whisper_dir, clips, tmp_path, 
     raw["output"]["dir"] = str(tmp_path / "llama2")
     with pytest.raises(TunelabError, match=r"\(llama\) is not a speech-to-text model"):
         finetune(load_config(raw))
+
+
+@pytest.mark.parametrize("method", ["freeze", "bitfit"])
+def test_freezing_the_encoder_or_bitfit_train_only_their_tensors(
+    whisper_dir, clips, tmp_path, method
+):
+    from transformers import WhisperForConditionalGeneration
+
+    import tunelab
+    from tunelab import finetune
+
+    settings = {
+        "freeze": {"name": "freeze", "freeze": {"patterns": [r"^model\.decoder\."]}},
+        "bitfit": {"name": "bitfit"},
+    }[method]
+    raw = speech_config(
+        whisper_dir, clips, tmp_path / "run", method=settings, train={"max_steps": 2, "lr": 1e-2},
+        eval={"at_end": False},
+    )  # fmt: skip
+    finetune(load_config(raw))
+    trained = dict(tunelab.load(tmp_path / "run").model.named_parameters())
+    base = dict(WhisperForConditionalGeneration.from_pretrained(whisper_dir).named_parameters())
+    changed = {name for name, p in base.items() if not torch.equal(p, trained[name])}
+    if method == "freeze":
+        assert changed and all(name.startswith("model.decoder.") for name in changed)
+        assert any(name.startswith("model.decoder.layers.") for name in changed)
+    else:
+        assert changed and all(name.endswith(".bias") for name in changed)
+        assert any(name.startswith("model.encoder.") for name in changed)

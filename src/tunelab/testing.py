@@ -198,16 +198,3 @@ def save_tiny_whisper(
     WhisperForConditionalGeneration(config).save_pretrained(path)
     WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(path)
     return path
-
-
-def write_tone(
-    path: Path, seconds: float, rate: int = 16_000, freq: float = 440.0, seed: int = 0
-) -> Path:
-    """A wav/flac (by suffix) of a sine tone plus a little seeded noise."""
-    import numpy as np
-    import soundfile
-
-    t = np.arange(int(seconds * rate)) / rate
-    noise = np.random.default_rng(seed).normal(0.0, 0.01, len(t))
-    soundfile.write(str(path), (0.3 * np.sin(2 * np.pi * freq * t) + noise).astype("float32"), rate)
-    return path
