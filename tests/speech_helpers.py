@@ -38,12 +38,15 @@ def write_rows(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:
 
 
 def speech_data(folder: Path) -> Path:
-    """``folder/train.jsonl`` over :data:`CLIPS` (audio in ``folder/audio/``)."""
+    """``folder/train.jsonl`` over :data:`CLIPS` and ``folder/validation.jsonl`` (one other
+    clip); audio in ``folder/audio/``."""
     (folder / "audio").mkdir(parents=True, exist_ok=True)
     rows = []
     for file, text, freq, rate, channels in CLIPS:
         write_clip(folder / "audio" / file, freq, rate, channels)
         rows.append({"audio": f"audio/{file}", "text": text})
+    write_clip(folder / "audio" / "held_out.wav", 600.0, 16_000)
+    write_rows(folder, "validation.jsonl", [{"audio": "audio/held_out.wav", "text": "good news"}])
     return write_rows(folder, "train.jsonl", rows)
 
 
