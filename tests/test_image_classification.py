@@ -146,6 +146,41 @@ def test_label_folder_and_image_size(models, tmp_path):
     assert load_processor(cfg.model, cfg.data.format, cfg.data).inner.size["height"] == 24
 
 
+def test_image_bytes_in_parquet(models, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = good_rows(tmp_path)
+    table = pa.table(
+        {
+            "picture": [(tmp_path / r["image"]).read_bytes() for r in rows],
+            "label": [r["label"] for r in rows],
+        }
+    )
+    pq.write_table(table, tmp_path / "rows.parquet")
+    cfg = bad_config(models, tmp_path / "rows.parquet", tmp_path, columns={"image": "picture"})
+    prepared = prepare_data(load_config(cfg))
+    stored = prepared.splits["train"]["image"]
+    assert sorted(stored) == sorted(table.column("picture").to_pylist())  # bytes, not paths
+    from tunelab.train.rows import modal_collator
+
+    batch = modal_collator(load_config(cfg), train=False)(list(prepared.splits["train"])[:2])
+    assert batch["pixel_values"].shape == (2, 3, 32, 32)
+
+
+def test_data_prepare_cli_reports_image_rows(models, images, tmp_path):
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config(models["vit"], images, tmp_path)))
+    out = CliRunner().invoke(app, ["data", "prepare", str(path)])
+    assert out.exit_code == 0, out.output
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["format"] == "image_classification"
+    assert report["labels"]["test"] == dict.fromkeys(sorted(COLOURS), 3)
+    assert f"test: {len(COLOURS) * 3} rows" in out.output
+
+
 def test_augmentation_only_at_training_time(models, images, tmp_path):
     cfg = load_config(
         config(models["vit"], images, tmp_path, data={"augment": {"flip": True, "crop_scale": 0.5}})

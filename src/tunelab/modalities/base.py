@@ -151,9 +151,14 @@ class Modality:
         return hashlib.sha256(state.encode()).hexdigest()
 
     def encode(
-        self, examples: list[dict[str, Any]], processor: Processor, label_names: list[str] | None
+        self,
+        examples: list[dict[str, Any]],
+        processor: Processor,
+        label_names: list[str] | None,
+        data: DataConfig | None = None,
     ) -> dict[str, list[Any]]:
-        """Dataset columns of a split: media references (not decoded) and ``labels``."""
+        """Dataset columns of a split: media references (not decoded) and ``labels``
+        (``data``: the data settings, e.g. max_length and the template of a chat format)."""
         columns: dict[str, list[Any]] = {self.input_key: [ex[self.input_key] for ex in examples]}
         if self.task == "classification" and label_names is not None:
             columns["labels"] = [label_names.index(ex["label"]) for ex in examples]

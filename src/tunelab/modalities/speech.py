@@ -148,16 +148,22 @@ class Speech(Modality):
         return hashlib.sha256(f"{state}|{text}".encode()).hexdigest()
 
     def encode(
-        self, examples: list[dict[str, Any]], processor: SpeechProcessor, label_names: Any
+        self,
+        examples: list[dict[str, Any]],
+        processor: SpeechProcessor,
+        label_names: Any,
+        data: DataConfig | None = None,
     ) -> dict[str, list[Any]]:
-        """File paths and decoder tokens; a clip longer than the model's window is an error."""
+        """File paths and decoder tokens (at most ``data.max_length`` and the decoder's 448
+        positions); a clip longer than the model's window is an error."""
+        positions = min(data.max_length, DECODER_POSITIONS) if data else DECODER_POSITIONS
         columns: dict[str, list[Any]] = {"audio": [], "decoder_input_ids": [], "labels": []}
         for example in examples:
             if example["seconds"] > processor.window + 1e-6:
                 raise TunelabError(
                     str(too_long(example["audio"], example["seconds"], processor.window))
                 )
-            features = encode_transcript(processor.tokenizer, example["text"], DECODER_POSITIONS)
+            features = encode_transcript(processor.tokenizer, example["text"], positions)
             columns["audio"].append(example["audio"])
             for key, values in features.items():
                 columns[key].append(values)
