@@ -137,7 +137,9 @@ def predict(
     results: list[dict[str, Any]] = []
     for start in range(0, len(inputs), batch_size):
         batch = list(range(start, min(start + batch_size, len(inputs))))
-        if loaded.task == "classification":
+        if loaded.task == "speech_to_text":
+            rows = _transcribe(loaded, [examples[i] for i in batch], max_new_tokens)
+        elif loaded.task == "classification":
             rows = _classify(loaded, [examples[i] for i in batch], batch, warn)
         else:
             rows = _generate(loaded, [examples[i] for i in batch], batch, max_new_tokens, warn)
@@ -281,6 +283,17 @@ def _generate(
     stepwise = get_method(loaded.method).decode_by_forward
     out = generate(loaded.model, tok, prompts, max_new_tokens, stepwise=stepwise)
     return [{"generated": text} for text in out.texts]
+
+
+def _transcribe(
+    loaded: Loaded, examples: list[dict[str, Any]], max_new_tokens: int
+) -> list[dict[str, Any]]:
+    """Greedy transcripts of speech inputs (``{"audio": PATH}``)."""
+    from tunelab.modalities.speech import transcribe
+
+    features = loaded.tokenizer.features([ex["audio"] for ex in examples])
+    texts = transcribe(loaded.model, loaded.tokenizer, features, max_new_tokens)
+    return [{"transcript": text} for text in texts]
 
 
 def resolve_adapter(run_dir: Path, adapter: str) -> tuple[str, Path]:

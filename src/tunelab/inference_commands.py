@@ -15,6 +15,9 @@ def predict(
     input: Annotated[
         str | None, typer.Option("--input", help="A text, or a .txt/.jsonl file.")
     ] = None,
+    audio: Annotated[
+        str | None, typer.Option("--audio", help="A wav/flac file (speech): its transcript.")
+    ] = None,
     image: Annotated[
         str | None, typer.Option("--image", help="An image file (image_classification).")
     ] = None,
@@ -27,5 +30,7 @@ def predict(
     text."""
     from tunelab.inference import predict_cli
 
-    media = {key: value for key, value in {"image": image}.items() if value is not None}
+    media = {
+        key: value for key, value in {"image": image, "audio": audio}.items() if value is not None
+    }
     predict_cli(run_dir, input, adapter=adapter, console=console, task=task, media=media)

@@ -17,6 +17,7 @@ Mode = Literal["min", "max"]
 VALIDATION_METRICS = {
     "classification": ("eval_loss", "eval_accuracy", "eval_f1_macro"),
     "causal_lm": ("eval_loss", "eval_perplexity"),
+    "speech_to_text": ("eval_loss",),
 }
 
 # parts of metric names that are not registry names -> direction (read without eval_)
@@ -25,17 +26,18 @@ HIGHER_IS_BETTER_WORDS = ("acc", "em")
 
 
 def infer_mode(metric: str) -> Mode | None:
-    """``min`` for losses and perplexity, ``max`` for scores (names containing a registered
-    metric whose higher is better, e.g. accuracy, f1, auc, bleu, rouge, meteor, exact_match,
+    """``min`` for losses, perplexity and the word error rate (a registered lower-is-better
+    name counts as a whole word, so ``answer`` is not ``wer``), ``max`` for scores (names
+    containing a registered metric whose higher is better, e.g. accuracy, f1, auc, bleu, rouge, meteor, exact_match,
     or the words ``acc``/``em``); None when the name says neither. ``eval_f1_macro`` -> max,
     ``eval_loss`` -> min.
     """
     name = metric.lower().removeprefix("eval_")
-    lower = [*LOWER_IS_BETTER, *(m.name for m in METRICS.values() if m.higher_is_better is False)]
-    if any(part in name for part in lower):
+    words = set(name.replace("-", "_").split("_"))
+    lower = {m.name for m in METRICS.values() if m.higher_is_better is False}
+    if any(part in name for part in LOWER_IS_BETTER) or words & lower:  # wer: a word, not "answer"
         return "min"
     higher = [m.name for m in METRICS.values() if m.higher_is_better]
-    words = set(name.replace("-", "_").split("_"))
     if any(part in name for part in higher) or words & set(HIGHER_IS_BETTER_WORDS):
         return "max"
     return None

@@ -136,3 +136,65 @@ def save_tiny_model(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+WHISPER_SPECIAL = (
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    "<|en|>",
+    "<|transcribe|>",
+    "<|translate|>",
+    "<|notimestamps|>",
+)
+
+
+def save_tiny_whisper(
+    path: Path, texts: Iterable[str] | None = None, seed: int = 0, chunk_seconds: int = 2
+) -> Path:
+    """A random-init tiny English-only Whisper (WhisperForConditionalGeneration) with a BPE
+    WhisperTokenizer trained on ``texts`` and a 16-mel feature extractor whose window is
+    ``chunk_seconds`` (Whisper's is 30 s), saved at ``path`` with its processor."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizerFast,
+    )
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=[WHISPER_SPECIAL[0]],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus_lines() if texts is None else texts, trainer=trainer)
+    end = WHISPER_SPECIAL[0]
+    tokenizer = WhisperTokenizerFast(
+        tokenizer_object=tok,
+        unk_token=end,
+        bos_token=end,
+        eos_token=end,
+        pad_token=end,
+        additional_special_tokens=list(WHISPER_SPECIAL[1:]),
+    )
+    extractor = WhisperFeatureExtractor(feature_size=16, chunk_length=chunk_seconds)
+    end_id = tokenizer.eos_token_id
+    config = WhisperConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, num_mel_bins=16, max_source_positions=extractor.nb_max_frames // 2,
+        max_target_positions=64, bos_token_id=end_id, eos_token_id=end_id,
+        pad_token_id=tokenizer.convert_tokens_to_ids(WHISPER_SPECIAL[4]),  # EOS: not a zero row
+        decoder_start_token_id=tokenizer.convert_tokens_to_ids(WHISPER_SPECIAL[1]),
+        suppress_tokens=None, begin_suppress_tokens=None, init_std=0.2,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    WhisperForConditionalGeneration(config).save_pretrained(path)
+    WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(path)
+    return path

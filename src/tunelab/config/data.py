@@ -13,7 +13,9 @@ from tunelab.modalities.registry import format_task
 class ColumnsConfig(Section):
     """Names of the columns in the user's files, per format."""
 
-    text: str = Field(default="text", description="Input text (classification, text).")
+    text: str = Field(
+        default="text", description="Input text (classification, text); transcript (speech)."
+    )
     text_pair: str | None = Field(
         default=None, description="Optional second text for pair classification."
     )
@@ -29,6 +31,9 @@ class ColumnsConfig(Section):
     context: str = Field(default="context", description="QA context column.")
     question: str = Field(default="question", description="QA question column.")
     answer: str = Field(default="answer", description="QA answer column.")
+    audio: str = Field(
+        default="audio", description="Speech: a wav/flac file path, relative to the data file."
+    )
     image: str = Field(
         default="image",
         description="Image column (image formats): a path relative to the data file, or bytes.",
@@ -111,8 +116,8 @@ class DataConfig(Section):
         "or a folder with one sub-folder of .txt files per label."
     )
     format: DataFormat = Field(
-        description="classification, instruction (alpaca), chat, qa, text (plain LM) or "
-        "image_classification (docs/multimodal.md)."
+        description="classification, instruction (alpaca), chat, qa, text (plain LM), "
+        "image_classification or speech (audio -> transcript; docs/multimodal.md)."
     )
     file_type: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet", "folder"] = Field(
         default="auto", description="File type; auto detects it from the extension."

@@ -16,8 +16,9 @@ class ModelConfig(Section):
     )
     task: Task | None = Field(
         default=None,
-        description="classification or causal_lm; inferred from data.format when omitted "
-        "(classification format -> classification, every other format -> causal_lm).",
+        description="classification, causal_lm or speech_to_text; inferred from data.format "
+        "when omitted (classification -> classification, speech -> speech_to_text, every other "
+        "format -> causal_lm).",
     )
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
         default="float32", description="dtype the weights are loaded in."

@@ -75,6 +75,12 @@ class MultiTaskData(Section):
                 f"task {weighted[0]!r} sets weight but mixing is {self.mixing!r}, which ignores "
                 "it; set data.mixing: weights or remove the weight"
             )
+        speech = [t.name for t in self.tasks if t.format == "speech"]
+        if speech:
+            raise ValueError(
+                f"task {speech[0]!r}: data.tasks takes text formats; train speech data in a run "
+                "of its own (one data block with format: speech)"
+            )
         kinds = {task_kind(t.format) for t in self.tasks}
         if len(kinds) > 1:
             named = ", ".join(f"{t.name} ({t.format})" for t in self.tasks)

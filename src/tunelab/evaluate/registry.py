@@ -155,6 +155,13 @@ def _wordnet_missing() -> str | None:
     return None if wordnet_found() else MISSING
 
 
+def _jiwer_missing() -> str | None:
+    import importlib.util
+
+    found = importlib.util.find_spec("jiwer") is not None
+    return None if found else "metric wer needs jiwer: pip install 'tunelab[multimodal]'"
+
+
 _classification = lazy("tunelab.evaluate.classification:ClassificationScorer")
 _text = lazy("tunelab.evaluate.generation:TextScorer")
 _qa = lazy("tunelab.evaluate.qa:QAScorer")
@@ -183,4 +190,6 @@ register(Metric("consistency", GENERATIVE, ("consistency", "consistency_scored",
                 "generate", lazy("tunelab.evaluate.consistency:ConsistencyScorer"), True))
 register(Metric("efficiency", EVERY_FORMAT, _EFFICIENCY_KEYS, "run",
                 lazy("tunelab.evaluate.efficiency:EfficiencyScorer")))
+register(Metric("wer", ("speech",), ("wer", "cer"), "generate",
+                lazy("tunelab.evaluate.wer:WerScorer"), False, missing=_jiwer_missing))
 # fmt: on

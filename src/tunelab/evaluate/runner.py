@@ -161,6 +161,10 @@ def evaluate_model(
     with prediction_writer(out / "predictions.jsonl") as writer:
         if cfg.task == "classification":
             results = run_classification(ctx, tokenizer, dataset, examples, writer)
+        elif cfg.task == "speech_to_text":
+            from tunelab.evaluate.transcription import run_transcription
+
+            results = run_transcription(ctx, tokenizer, examples, writer)
         else:
             results = run_causal_lm(ctx, tokenizer, dataset, examples, writer)
     model.train(was_training)

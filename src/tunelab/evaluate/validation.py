@@ -26,7 +26,8 @@ def validation_metrics(
     task: Task,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """``loss`` plus ``perplexity`` (causal LM) or ``accuracy`` and ``f1_macro`` (classification).
+    """``loss`` plus ``perplexity`` (causal LM) or ``accuracy`` and ``f1_macro``
+    (classification); speech to text: the transcript tokens' ``loss``.
 
     ``batches`` are collated tensors with ``labels`` (token ids with -100 for causal LM, class
     indices for classification). The loss is the mean over loss tokens / examples.
@@ -43,11 +44,18 @@ def validation_metrics(
             ppl.update(F.cross_entropy(logits.float(), labels, reduction="sum"), labels.numel())
             acc = acc or ClassificationAccumulator(logits.shape[-1])
             acc.update(logits, labels)
+        elif task == "speech_to_text":
+            from tunelab.modalities.speech import speech_loss
+
+            nll, tokens = speech_loss(model, batch)
+            ppl.update(float(nll), tokens)
         else:
             nll, tokens = lm_loss(model, batch, EVAL_CHUNK_SIZE)
             ppl.update(float(nll), tokens)
     model.train(was_training)
     if task == "causal_lm":
         return ppl.compute()
+    if task == "speech_to_text":
+        return {"loss": ppl.loss}
     scores = acc.compute() if acc else {"accuracy": float("nan"), "f1_macro": float("nan")}
     return {"loss": ppl.loss, "accuracy": scores["accuracy"], "f1_macro": scores["f1_macro"]}

@@ -21,8 +21,11 @@ if TYPE_CHECKING:
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def peft_task_type(task: Task) -> str:
-    """PEFT task type: SEQ_CLS keeps the classification head trainable (modules_to_save)."""
+def peft_task_type(task: Task) -> str | None:
+    """PEFT task type: SEQ_CLS keeps the classification head trainable (modules_to_save);
+    speech_to_text: none (a plain PeftModel passes Whisper's input_features through)."""
+    if task == "speech_to_text":
+        return None
     return "SEQ_CLS" if task == "classification" else "CAUSAL_LM"
 
 

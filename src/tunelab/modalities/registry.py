@@ -27,6 +27,7 @@ MODALITIES: dict[str, Entry] = {
     "image_classification": Entry(
         "tunelab.modalities.image_classification", "classification", "classification"
     ),
+    "speech": Entry("tunelab.modalities.speech", "speech_to_text", "speech"),
 }
 
 
