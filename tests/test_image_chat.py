@@ -14,7 +14,12 @@ from image_chat_fixtures import IMAGE_SIZE, chat_row, save_tiny_dinov2, write_sq
 from tunelab.data.formats import InvalidRow
 from tunelab.data.templates import ChatRenderer
 from tunelab.errors import TunelabError
-from tunelab.modalities.image_chat import (
+from tunelab.modalities.image_chat_model import (
+    check_vision_language,
+    generate_with_images,
+    load_processor,
+)
+from tunelab.modalities.image_chat_rows import (
     IGNORE,
     ImageChatCollator,
     ImageTokens,
@@ -22,12 +27,7 @@ from tunelab.modalities.image_chat import (
     features,
     open_image,
 )
-from tunelab.modalities.image_chat_model import (
-    check_vision_language,
-    generate_with_images,
-    image_chat_loss,
-    load_processor,
-)
+from tunelab.train.loss import lm_loss, supports_chunked_loss
 
 
 @pytest.fixture(scope="module")
@@ -132,12 +132,13 @@ def test_collator_loss_matches_transformers(parts, rows_file):
     batch = ImageChatCollator(tok.pad_token_id, processor.image_processor)(rows)
     assert batch["pixel_values"].shape == (3, 3, IMAGE_SIZE, IMAGE_SIZE)
     model = LlavaForConditionalGeneration.from_pretrained(parts["llava"])
-    total, count = image_chat_loss(model, batch)
+    assert not supports_chunked_loss(model)
+    total, count = lm_loss(model, batch, chunk_size=1024)
     reference = model(**batch)  # Transformers' own mean loss over the shifted labels
     assert count == int((batch["labels"][:, 1:] != IGNORE).sum())
     assert total.item() / count == pytest.approx(reference.loss.item(), rel=1e-5)
     blank = dict(batch, pixel_values=torch.zeros_like(batch["pixel_values"]))
-    assert image_chat_loss(model, blank)[0].item() != pytest.approx(total.item(), rel=1e-6)
+    assert lm_loss(model, blank, chunk_size=None)[0].item() != pytest.approx(total.item(), rel=1e-6)
 
 
 def test_generation_with_images_batches_and_checks_counts(parts, rows_file):

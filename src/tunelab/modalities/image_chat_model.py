@@ -1,19 +1,18 @@
-"""What an ``image_chat`` run needs from its model: the processor, the loss with
-``pixel_values``, and generation from prompts that hold images."""
+"""What an ``image_chat`` run needs from its model: the architecture check, the processor and
+generation from prompts that hold images (the loss is the causal-LM loss with
+``pixel_values``: ``tunelab.train.loss``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tunelab.errors import TunelabError, first_line
-from tunelab.modalities.image_chat import IGNORE, ImageTokens, pixel_values, prompt_ids
+from tunelab.modalities.image_chat_rows import ImageTokens, pixel_values, prompt_ids
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values")
 VISION_LANGUAGE_TYPES = ("llava",)
 
 
@@ -42,23 +41,6 @@ def load_processor(source: str) -> Any:
             "vision-language model dir with its processor (python -m tunelab.convert llava)"
         )
     return processor
-
-
-def image_chat_loss(
-    model: nn.Module, batch: Mapping[str, torch.Tensor]
-) -> tuple[torch.Tensor, int]:
-    """Summed fp32 token cross-entropy of the shifted labels (image tokens carry -100), and the
-    number of loss tokens; the forward pass gets ``pixel_values``."""
-    labels = batch["labels"]
-    inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
-    logits = model(**inputs).logits[:, -labels.shape[1] :]
-    loss = F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(),
-        labels[:, 1:].flatten(),
-        ignore_index=IGNORE,
-        reduction="sum",
-    )
-    return loss, int((labels[:, 1:] != IGNORE).sum())
 
 
 @torch.no_grad()
