@@ -2,7 +2,10 @@
 fresh two-layer projector, saved as a Transformers ``LlavaForConditionalGeneration`` directory
 (with its ``LlavaProcessor``) that loads with plain ``from_pretrained``.
 
-    python -m tunelab.convert llava [--vision DIR] [--text DIR] [--out DIR] [--image-size PX]
+    python -m tunelab.convert llava_dinov2_smollm2 --source examples/models/dinov2_small \
+        --out examples/models/llava_dinov2_smollm2
+    python -m tunelab.convert.llava [--vision DIR] [--text DIR] [--gguf-file F] [--out DIR]
+        [--image-size PX]
 
 Defaults: the converted DINOv2-S (``examples/models/dinov2_small``), SmolLM2-135M-Instruct from
 the shipped GGUF (dequantised through tunelab's GGUF cache), 112 px images (DINOv2's 14 px
@@ -13,6 +16,7 @@ patches: 8 x 8 = 64 image tokens, CLS dropped), written to
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,16 +159,32 @@ def text_model_dir(text: str, gguf_file: str | None) -> Path:
     return Path(model_source(ModelConfig(name_or_path=text, gguf_file=gguf_file)))
 
 
+def convert(source: Path, out: Path, image_size: int = DEFAULT_IMAGE_SIZE) -> Path:
+    """The converter-table entry: ``source`` is the Dinov2Model dir (when it is not one, the
+    ``dinov2_small`` dir beside ``out``, which ``convert all`` writes first); the language
+    model is SmolLM2-135M-Instruct from the shipped GGUF."""
+    vision = source if (source / "config.json").is_file() else out.parent / "dinov2_small"
+    return compose(vision, text_model_dir(DEFAULT_TEXT, DEFAULT_GGUF), out, image_size)
+
+
 def main(argv: list[str] | None = None) -> Path:
-    """Command line: ``python -m tunelab.convert llava [options]``."""
-    parser = argparse.ArgumentParser(prog="python -m tunelab.convert llava", description=__doc__)
+    """Command line: ``python -m tunelab.convert.llava [options]`` (any vision tower / LM)."""
+    parser = argparse.ArgumentParser(prog="python -m tunelab.convert.llava", description=__doc__)
     parser.add_argument("--vision", default=DEFAULT_VISION, help="Dinov2Model directory")
     parser.add_argument("--text", default=DEFAULT_TEXT, help="causal-LM directory (or package)")
     parser.add_argument("--gguf-file", default=DEFAULT_GGUF, help="GGUF file in --text ('' none)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="pixels")
     args = parser.parse_args(argv)
-    text_dir = text_model_dir(args.text, args.gguf_file or None)
-    out = compose(Path(args.vision), text_dir, Path(args.out), args.image_size)
+    try:
+        text_dir = text_model_dir(args.text, args.gguf_file or None)
+        out = compose(Path(args.vision), text_dir, Path(args.out), args.image_size)
+    except TunelabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     print(f"wrote {out}")
     return out
+
+
+if __name__ == "__main__":
+    main()
