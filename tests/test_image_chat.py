@@ -72,7 +72,7 @@ def test_rows_become_placeholders_and_absolute_paths(rows_file):
     import json
 
     raw = json.loads(rows_file.read_text().splitlines()[0])
-    example = convert_row(raw, "messages", f"{rows_file}:1")
+    example = convert_row(raw, "messages", rows_file.parent)
     assert example["messages"][0] == {"role": "user", "content": "<image>\nwhat colour is it"}
     assert example["images"] == [str(rows_file.parent / "images" / "red0.png")]
 
@@ -98,7 +98,7 @@ def test_rows_become_placeholders_and_absolute_paths(rows_file):
 )
 def test_bad_rows_say_why(tmp_path, row, message):
     with pytest.raises(InvalidRow, match=message):
-        convert_row(row, "messages", f"{tmp_path / 'd.jsonl'}:3")
+        convert_row(row, "messages", tmp_path)
 
 
 def test_image_tokens_are_expanded_and_carry_no_loss(parts, rows_file):
@@ -107,7 +107,7 @@ def test_image_tokens_are_expanded_and_carry_no_loss(parts, rows_file):
     processor = load_processor(str(parts["llava"]))
     tok = processor.tokenizer
     raw = json.loads(rows_file.read_text().splitlines()[1])
-    example = convert_row(raw, "messages", f"{rows_file}:2")
+    example = convert_row(raw, "messages", rows_file.parent)
     row = features(tok, ChatRenderer(tok, "auto"), example, ImageTokens.of(processor), "response")
     image_id = processor.image_token_id
     positions = [i for i, t in enumerate(row["input_ids"]) if t == image_id]
@@ -126,7 +126,7 @@ def test_collator_loss_matches_transformers(parts, rows_file):
     processor = load_processor(str(parts["llava"]))
     tok = processor.tokenizer
     lines = rows_file.read_text().splitlines()[:3]
-    examples = [convert_row(json.loads(line), "messages", f"{rows_file}:1") for line in lines]
+    examples = [convert_row(json.loads(line), "messages", rows_file.parent) for line in lines]
     renderer, tokens = ChatRenderer(tok, "auto"), ImageTokens.of(processor)
     rows = [features(tok, renderer, ex, tokens, "response") for ex in examples]
     batch = ImageChatCollator(tok.pad_token_id, processor.image_processor)(rows)

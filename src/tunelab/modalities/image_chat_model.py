@@ -26,6 +26,25 @@ def check_vision_language(config: Any, name: str) -> None:
         )
 
 
+def language_linear_names(model: nn.Module) -> list[str]:
+    """The linear layers of a LLaVA model's language model, as PEFT target names that match
+    nothing in the vision tower or projector (e.g. ``self_attn.q_proj``, ``mlp.down_proj``)."""
+    names = {
+        ".".join(name.split(".")[-2:])
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and ".language_model." in f".{name}."
+    }
+    others = {
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and ".language_model." not in f".{name}."
+    }
+    clash = sorted(n for n in names if any(o == n or o.endswith("." + n) for o in others))
+    if clash:
+        raise TunelabError(f"LoRA targets {clash} would also match the vision tower; name them")
+    return sorted(names)
+
+
 def load_processor(source: str) -> Any:
     """The model directory's ``LlavaProcessor`` (tokenizer with the image token + image
     processor)."""

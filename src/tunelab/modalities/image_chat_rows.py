@@ -31,12 +31,6 @@ DATA_URL = "data:image/"
 # ----------------------------------------------------------------------------- rows
 
 
-def row_base_dir(where: str) -> Path:
-    """The folder of the data file a row came from (``where`` is ``file:line``)."""
-    file = where.rsplit(":", 1)[0] if ":" in where else where
-    return Path(file).parent
-
-
 def image_ref(value: Any, base_dir: Path) -> str:
     """An image part's value as an absolute path (checked to exist) or a data URL."""
     if not isinstance(value, str) or not value:
@@ -77,12 +71,14 @@ def convert_content(content: Any, role: str, base_dir: Path) -> tuple[str, list[
     return "\n".join(texts), images
 
 
-def convert_row(data: dict[str, Any], messages_key: str, where: str) -> dict[str, Any]:
-    """The canonical example of one raw row: ``{"messages", "images", "context"}``."""
+def convert_row(
+    data: dict[str, Any], messages_key: str, base_dir: Path, needs_answer: bool = True
+) -> dict[str, Any]:
+    """The canonical example of one raw row: ``{"messages", "images", "context"}`` (image
+    paths resolved against ``base_dir``, the data file's folder)."""
     value = data.get(messages_key)
     if not isinstance(value, list) or not value:
         raise InvalidRow("messages must be a non-empty list")
-    base_dir = row_base_dir(where)
     messages, images = [], []
     for message in value:
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
@@ -93,7 +89,7 @@ def convert_row(data: dict[str, Any], messages_key: str, where: str) -> dict[str
         text, refs = convert_content(message["content"], role, base_dir)
         messages.append({"role": role, "content": text})
         images += refs
-    if not any(m["role"] == "assistant" for m in messages):
+    if needs_answer and not any(m["role"] == "assistant" for m in messages):
         raise InvalidRow("the conversation has no assistant turn")
     if not images:
         raise InvalidRow(
