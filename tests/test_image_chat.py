@@ -16,7 +16,7 @@ from tunelab.data.templates import ChatRenderer
 from tunelab.errors import TunelabError
 from tunelab.modalities.image_chat_model import (
     check_vision_language,
-    generate_with_images,
+    generation_inputs,
     load_processor,
 )
 from tunelab.modalities.image_chat_rows import (
@@ -144,17 +144,25 @@ def test_collator_loss_matches_transformers(parts, rows_file):
 def test_generation_with_images_batches_and_checks_counts(parts, rows_file):
     from transformers import LlavaForConditionalGeneration
 
-    processor = load_processor(str(parts["llava"]))
+    from tunelab.decoding import generate
+    from tunelab.modalities.image_chat import MODALITY
+
+    processor = MODALITY.load_processor(str(parts["llava"]), None)
     model = LlavaForConditionalGeneration.from_pretrained(parts["llava"]).eval()
     renderer = ChatRenderer(processor.tokenizer, "auto")
-    prompt = renderer.prompt(
-        [{"role": "user", "content": "<image>\nwhat"}, {"role": "assistant", "content": ""}]
+    turns = [{"role": "user", "content": "<image>\nwhat"}, {"role": "assistant", "content": ""}]
+    prompt = renderer.prompt(turns)
+    red, blue = (str(rows_file.parent / "images" / f"{c}0.png") for c in ("red", "blue"))
+    ids, inputs = generation_inputs(processor, [prompt, prompt], [[red], [blue]], False)
+    assert inputs["pixel_values"].shape[0] == 2 and ids[0] == ids[1]
+    assert ids[0].count(processor.tokens.token_id) == 4
+    batch = generate(model, processor.tokenizer, ids, 6, inputs=inputs).texts
+    alone = generate(
+        model, processor.tokenizer, ids[1:], 6, inputs={"pixel_values": inputs["pixel_values"][1:]}
     )
-    red = str(rows_file.parent / "images" / "red0.png")
-    texts = generate_with_images(model, processor, [prompt, prompt], [[red], [red]], 6)
-    assert len(texts) == 2 and texts[0] == texts[1]
-    with pytest.raises(TunelabError, match="placeholders and images differ"):
-        generate_with_images(model, processor, [prompt], [[red, red]], 2)
+    assert batch[1] == alone.texts[0]  # each row sees its own image in a batch
+    with pytest.raises(TunelabError, match=r"2 image\(s\) for 1 image placeholder"):
+        generation_inputs(processor, [prompt], [[red, red]], False)
 
 
 def test_data_urls_and_unreadable_images(tmp_path):

@@ -29,7 +29,7 @@ from tunelab.modalities.image_chat_rows import (
 if TYPE_CHECKING:
     from torch import nn
 
-    from tunelab.config import ColumnsConfig, DataConfig, MethodConfig, ModelConfig, RunConfig
+    from tunelab.config import ColumnsConfig, DataConfig, MethodConfig, ModelConfig
 
 
 class ImageChatProcessor(Processor):

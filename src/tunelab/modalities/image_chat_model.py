@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from tunelab.errors import TunelabError, first_line
-from tunelab.modalities.image_chat_rows import ImageTokens, pixel_values, prompt_ids
+from tunelab.modalities.image_chat_rows import pixel_values, prompt_ids
 
 VISION_LANGUAGE_TYPES = ("llava",)
 
@@ -62,42 +61,18 @@ def load_processor(source: str) -> Any:
     return processor
 
 
-@torch.no_grad()
-def generate_with_images(
-    model: nn.Module,
-    processor: Any,
-    prompts: Sequence[str],
-    images: Sequence[Sequence[str]],
-    max_new_tokens: int,
-    add_special_tokens: bool = False,
-) -> list[str]:
-    """Greedy answers to rendered ``prompts`` (each ``<image>`` placeholder matched, in order,
-    by an entry of ``images``), in one left-padded batch; stops at EOS / end of turn."""
-    from tunelab.decoding import left_pad, stop_token_ids
-
-    tok = processor.tokenizer
-    tokens = ImageTokens.of(processor)
-    ids = [prompt_ids(tok, text, tokens, add_special_tokens) for text in prompts]
+def generation_inputs(
+    processor: Any, prompts: Sequence[str], images: Sequence[Sequence[str]], special: bool
+) -> tuple[list[list[int]], dict[str, Any]]:
+    """``processor``: an ``ImageChatProcessor``. Token ids of rendered ``prompts`` (each ``<image>`` placeholder expanded, matched in
+    order by an entry of ``images``) and their ``pixel_values``, for ``decoding.generate``."""
+    tok, tokens = processor.tokenizer, processor.tokens
+    ids = [prompt_ids(tok, text, tokens, special) for text in prompts]
     for index, (row, refs) in enumerate(zip(ids, images, strict=True)):
         if row.count(tokens.token_id) != tokens.per_image * len(refs):
             raise TunelabError(
-                f"input {index + 1}: the prompt's image placeholders and images differ"
+                f"input {index + 1}: {len(refs)} image(s) for "
+                f"{row.count(tokens.token_id) // tokens.per_image} image placeholder(s)"
             )
-    input_ids, mask = left_pad(ids, tok.pad_token_id)
-    device = next(model.parameters()).device
     flat = [ref for refs in images for ref in refs]
-    stops = stop_token_ids(tok)
-    out = model.generate(
-        input_ids=input_ids.to(device),
-        attention_mask=mask.to(device),
-        pixel_values=pixel_values(processor.image_processor, flat).to(device),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=stops,
-        pad_token_id=tok.pad_token_id,
-    )
-    texts = []
-    for row in out[:, input_ids.shape[1] :].tolist():
-        end = next((i for i, t in enumerate(row) if t in stops), len(row))
-        texts.append(tok.decode(row[:end], skip_special_tokens=True).strip())
-    return texts
+    return ids, {"pixel_values": pixel_values(processor.image_processor, flat)} if flat else {}
