@@ -26,7 +26,15 @@ from tunelab.errors import TunelabError
 from tunelab.export import artifact_dir
 from tunelab.methods.artifacts import load_artifact, read_method_info
 from tunelab.methods.registry import get_method
-from tunelab.predict_inputs import Input, input_examples, open_turn, read_input_rows, read_inputs
+from tunelab.modalities.registry import modality_for
+from tunelab.predict_inputs import (
+    Input,
+    input_examples,
+    media_rows,
+    open_turn,
+    read_input_rows,
+    read_inputs,
+)
 from tunelab.task_runs import task_dir
 
 if TYPE_CHECKING:
@@ -221,6 +229,25 @@ def _cut_note(index: int, before: int, after: int, side: str) -> str:
 def _classify(
     loaded: Loaded, examples: list[dict[str, Any]], indices: list[int], warn: Warn
 ) -> list[dict[str, Any]]:
+    if (modality := modality_for(loaded.rendering.format)) is not None:
+        enc = modality.predict_batch(loaded.tokenizer, examples)
+    else:
+        enc = _encode_texts(loaded, examples, indices, warn)
+    probs = loaded.model(**enc).logits.float().softmax(-1)
+    names = loaded.label_names or [str(i) for i in range(probs.shape[-1])]
+    return [
+        {
+            "label": names[int(row.argmax())],
+            "probabilities": {n: round(float(p), 6) for n, p in zip(names, row, strict=True)},
+        }
+        for row in probs
+    ]
+
+
+def _encode_texts(
+    loaded: Loaded, examples: list[dict[str, Any]], indices: list[int], warn: Warn
+) -> Any:
+    """The padded, cut token tensors of text classification inputs (``warn`` per cut one)."""
     tok, side = loaded.tokenizer, loaded.rendering.truncation_side
     texts = [ex["text"] for ex in examples]
     pairs = [ex["text_pair"] for ex in examples] if loaded.rendering.columns["text_pair"] else None
@@ -231,15 +258,7 @@ def _classify(
     for index, ids, mask in zip(indices, full, enc["attention_mask"], strict=True):
         if len(ids) > int(mask.sum()):
             warn(_cut_note(index, len(ids), int(mask.sum()), side))
-    probs = loaded.model(**enc).logits.float().softmax(-1)
-    names = loaded.label_names or [str(i) for i in range(probs.shape[-1])]
-    return [
-        {
-            "label": names[int(row.argmax())],
-            "probabilities": {n: round(float(p), 6) for n, p in zip(names, row, strict=True)},
-        }
-        for row in probs
-    ]
+    return enc
 
 
 def _generate(
@@ -281,15 +300,21 @@ def resolve_adapter(run_dir: Path, adapter: str) -> tuple[str, Path]:
 
 def predict_cli(
     run_dir: str | Path,
-    input: str,
+    input: str | None,
     adapter: str | None = None,
     console: Console | None = None,
     task: str | None = None,
+    media: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """``tunelab predict``: load the run (``task`` of a multi-task run), optionally activate an
-    adapter, print one JSON line each."""
+    adapter, print one JSON line each; ``media`` (``{"image": FILE}``) is one non-text input."""
     run_dir = task_dir(run_dir, task)
-    rows = read_input_rows(input)  # an unreadable file fails before the model loads
+    if media:
+        rows = media_rows(input, media)
+    elif input is None:
+        raise TunelabError("predict needs --input (or --image FILE for an image model)")
+    else:
+        rows = read_input_rows(input)  # an unreadable file fails before the model loads
     adapters = dict([resolve_adapter(run_dir, adapter)]) if adapter else None
     loaded = load(run_dir, adapters=adapters)
     if adapters:

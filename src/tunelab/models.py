@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.config import ModelConfig, Task
 from tunelab.errors import TunelabError, first_line
 from tunelab.io import atomic_dir
+from tunelab.modalities.registry import modality_for
 from tunelab.paths import PKG_PREFIX, cache_root, resolve_path
 from tunelab.status import status
 
@@ -64,6 +65,16 @@ def load_tokenizer(model_cfg: ModelConfig) -> PreTrainedTokenizerBase:
     return tok
 
 
+def load_processor(model_cfg: ModelConfig, fmt: str | None) -> Any:
+    """The tokenizer, or for a non-text data format its modality's processor (from
+    ``model.tokenizer`` when given, else the model directory)."""
+    modality = modality_for(fmt)
+    if modality is None:
+        return load_tokenizer(model_cfg)
+    quiet_transformers()
+    return modality.load_processor(tokenizer_source(model_cfg), model_cfg)
+
+
 def ensure_pad_token(tok: PreTrainedTokenizerBase) -> None:
     """Give ``tok`` a pad token: EOS, else UNK; error when it has neither."""
     if tok.pad_token is not None:
@@ -79,9 +90,11 @@ def load_model(
     task: Task,
     label_names: list[str] | None = None,
     quantize: str | None = None,
+    fmt: str | None = None,
 ) -> PreTrainedModel:
     """Load a pretrained model with the head for ``task`` (sequence classification or causal
-    LM); ``quantize`` (``nf4``/``int8``) loads the linear layers through bitsandbytes."""
+    LM; a non-text data format ``fmt``: its modality's class); ``quantize`` (``nf4``/``int8``)
+    loads the linear layers through bitsandbytes."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -92,7 +105,11 @@ def load_model(
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust)
     except (OSError, ValueError) as exc:
         raise _load_error(model_cfg.name_or_path, source, exc) from None
-    check_task_fit(config, task, model_cfg.name_or_path)
+    modality = modality_for(fmt)
+    if modality is not None:
+        modality.check_model(config, model_cfg.name_or_path)
+    else:
+        check_task_fit(config, task, model_cfg.name_or_path)
     status(f"loading model {model_cfg.name_or_path}")
     kwargs: dict[str, Any] = {"trust_remote_code": trust}
     kwargs["dtype"] = "auto" if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype)
@@ -100,20 +117,22 @@ def load_model(
         kwargs["attn_implementation"] = model_cfg.attn_implementation
     if quantize:
         kwargs["quantization_config"] = quantization_config(quantize, task)
-    if task == "classification":
+    if task == "classification" and label_names:
+        kwargs["num_labels"] = len(label_names)
+        kwargs["id2label"] = dict(enumerate(label_names))
+        kwargs["label2id"] = {name: i for i, name in enumerate(label_names)}
+        kwargs["ignore_mismatched_sizes"] = True
+    if modality is not None:
+        auto_cls = modality.auto_class()
+    elif task == "classification":
         auto_cls = AutoModelForSequenceClassification
-        if label_names:
-            kwargs["num_labels"] = len(label_names)
-            kwargs["id2label"] = dict(enumerate(label_names))
-            kwargs["label2id"] = {name: i for i, name in enumerate(label_names)}
-            kwargs["ignore_mismatched_sizes"] = True
     else:
         auto_cls = AutoModelForCausalLM
     try:
         model = auto_cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise _load_error(model_cfg.name_or_path, source, exc) from None
-    if model.config.pad_token_id is None:
+    if modality is None and model.config.pad_token_id is None:
         model.config.pad_token_id = load_tokenizer(model_cfg).pad_token_id
     if model_cfg.gradient_checkpointing:
         model.activation_checkpointing_enable({"use_reentrant": False})

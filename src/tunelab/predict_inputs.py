@@ -18,6 +18,7 @@ from tunelab.config import ColumnsConfig
 from tunelab.data.formats import ROLES, InvalidRow, classification_inputs, convert_row
 from tunelab.data.rendering import Rendering
 from tunelab.errors import TunelabError, first_line
+from tunelab.modalities.registry import modality_for
 
 Input = str | dict[str, Any]
 
@@ -75,6 +76,8 @@ def parse_json_line(where: str, line: str) -> Input:
 def input_example(rendering: Rendering, item: Input) -> dict[str, Any]:
     """The canonical example of one input, as the training data's format builds it."""
     fmt, columns = rendering.format, rendering.column_config
+    if (modality := modality_for(fmt)) is not None:
+        return modality.predict_example(item, columns)
     names = [getattr(columns, key) for key in INPUT_COLUMNS[fmt] if getattr(columns, key)]
     row = item
     if not isinstance(item, str | dict):
@@ -105,6 +108,12 @@ def input_examples(rendering: Rendering, rows: list[tuple[str, Input]]) -> list[
         except InvalidRow as exc:
             raise TunelabError(f"{where}: {exc}") from None
     return examples
+
+
+def media_rows(input: str | None, media: dict[str, str]) -> list[tuple[str, Input]]:
+    """The one input of ``predict --image FILE`` (etc., with ``--input`` as its text)."""
+    where = " ".join(f"--{key} {value}" for key, value in media.items())
+    return [(where, {**media, **({"text": input} if input is not None else {})})]
 
 
 def plain_row(fmt: str, columns: ColumnsConfig, text: str) -> dict[str, Any]:

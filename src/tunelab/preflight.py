@@ -34,6 +34,7 @@ from tunelab.data.loading import detect_type, peek_columns, resolve_files
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.evaluate.registry import eval_metrics_problem, missing_reason
 from tunelab.metric_catalog import VALIDATION_METRICS, infer_mode
+from tunelab.modalities.registry import format_task, modality_for
 from tunelab.models import HUB_ID, gguf_cache_dir
 from tunelab.paths import PKG_PREFIX, resolve_path
 
@@ -157,13 +158,15 @@ def file_problems(key: str, path: Path, data: DataConfig) -> list[str]:
             f"{key}: {path} is a folder, but data.file_type is {kind}; name a .{kind} file, or "
             "set data.file_type: folder for one sub-folder of .txt files per label"
         ]
-    if kind == "folder" and data.format != "classification":
+    if kind == "folder" and format_task(data.format) != "classification":
         return [
             f"{key}: {path} is a folder (one sub-folder of .txt files per label), which needs "
             f"data.format classification, not {data.format}; name a data file"
         ]
     if kind == "folder" and not any(p.is_dir() for p in path.iterdir()):
         return [f"{key}: {path} has no label sub-folders (expected <label>/*.txt)"]
+    if kind == "folder" and modality_for(data.format) is not None:
+        return []  # label folders of media files: the pipeline reads them
     folder_keys = (data.columns.text, data.columns.label or "label")
     try:
         names = peek_columns(path, kind, folder_keys, PEEK_ROWS)

@@ -10,6 +10,7 @@ from tunelab.attention.api import maps_over
 from tunelab.attention.page import ATTENTION_FILE, payload
 from tunelab.attention.source import example_ids, open_source
 from tunelab.io import atomic_write_json
+from tunelab.modalities.registry import modality_for
 
 MAX_TOKENS = 48  # per example, generated tokens included: the page stays a few MB
 NEW_TOKENS = 8  # generated after each prompt (causal LM)
@@ -50,7 +51,7 @@ def report_attention(cfg: Any, prepared: Any, console: Any) -> Path | None:
     from tunelab.errors import first_line
 
     examples = prepared.examples.get("validation") or prepared.examples.get(cfg.eval.split) or []
-    if not examples:
+    if not examples or modality_for(getattr(cfg.data, "format", None)) is not None:
         return None
     try:
         return write_attention_examples(cfg.run_dir, examples, cfg.output.attention_examples)

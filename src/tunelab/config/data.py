@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tunelab.config.section import DataFormat, Fraction, PositiveInt, Section
+from tunelab.modalities.registry import format_task
 
 
 class ColumnsConfig(Section):
@@ -28,6 +29,10 @@ class ColumnsConfig(Section):
     context: str = Field(default="context", description="QA context column.")
     question: str = Field(default="question", description="QA question column.")
     answer: str = Field(default="answer", description="QA answer column.")
+    image: str = Field(
+        default="image",
+        description="Image column (image formats): a path relative to the data file, or bytes.",
+    )
 
 
 class CleanConfig(Section):
@@ -62,6 +67,23 @@ class CleanConfig(Section):
         return self
 
 
+class AugmentConfig(Section):
+    """Train-time image augmentation (image_classification); evaluation never augments."""
+
+    crop_scale: Fraction | None = Field(
+        default=None,
+        description="Random resized crop keeping at least this share of the image area "
+        "(e.g. 0.8), before the model's resize; None: no crop.",
+    )
+    flip: bool = Field(default=False, description="Random horizontal flip (p=0.5).")
+
+    @model_validator(mode="after")
+    def _check_crop(self) -> AugmentConfig:
+        if self.crop_scale is not None and self.crop_scale <= 0:
+            raise ValueError("crop_scale must be > 0")
+        return self
+
+
 class SplitConfig(Section):
     """Seeded train/validation/test split (ignored for splits given as files)."""
 
@@ -89,7 +111,8 @@ class DataConfig(Section):
         "or a folder with one sub-folder of .txt files per label."
     )
     format: DataFormat = Field(
-        description="classification, instruction (alpaca), chat, qa or text (plain LM)."
+        description="classification, instruction (alpaca), chat, qa, text (plain LM) or "
+        "image_classification (docs/multimodal.md)."
     )
     file_type: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet", "folder"] = Field(
         default="auto", description="File type; auto detects it from the extension."
@@ -122,6 +145,9 @@ class DataConfig(Section):
         description="Which tokens carry the loss for instruction/chat/qa data.",
     )
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning steps.")
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="Train-time image augmentation (off)."
+    )
     split: SplitConfig = Field(default_factory=SplitConfig, description="Split fractions.")
     cache_dir: str | None = Field(
         default=None, description="Tokenised-data cache (default ~/.cache/tunelab/data)."
@@ -129,7 +155,8 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _check_format_columns(self) -> DataConfig:
-        if self.format != "classification":
+        labelled = format_task(self.format) == "classification"
+        if not labelled:
             for key in ("label", "text_pair"):
                 default = ColumnsConfig.model_fields[key].default
                 if getattr(self.columns, key) not in (None, default):
@@ -137,10 +164,10 @@ class DataConfig(Section):
                         f"columns.{key} is set but format is {self.format!r}; a {key} column "
                         "only applies to format: classification"
                     )
-        if self.format == "classification" and not self.columns.label:
-            raise ValueError("format classification needs columns.label")
-        if self.file_type == "folder" and self.format != "classification":
+        if labelled and not self.columns.label:
+            raise ValueError(f"format {self.format} needs columns.label")
+        if self.file_type == "folder" and not labelled:
             raise ValueError("file_type folder (one folder per label) needs format classification")
-        if (self.clean.keep_labels or self.clean.drop_labels) and self.format != "classification":
+        if (self.clean.keep_labels or self.clean.drop_labels) and not labelled:
             raise ValueError("clean.keep_labels/drop_labels need format classification")
         return self

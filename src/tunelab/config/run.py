@@ -24,6 +24,7 @@ from tunelab.config.tasks import (
 )
 from tunelab.config.train import TrainConfig
 from tunelab.errors import TunelabError
+from tunelab.modalities.registry import modality_for
 
 if TYPE_CHECKING:
     from tunelab.methods.base import Method
@@ -79,12 +80,16 @@ class RunConfig(Section):
         task, name = self.task, self.method.name
         if isinstance(self.data, MultiTaskData):
             self._check_tasks()
-        elif self.data.format == "classification" and task == "causal_lm":
-            raise ValueError("model.task causal_lm does not fit data.format classification")
-        if self.data.format != "classification" and task == "classification":
+        elif task_kind(self.data.format) == "classification" and task == "causal_lm":
+            raise ValueError(f"model.task causal_lm does not fit data.format {self.data.format}")
+        if task_kind(self.data.format) != "classification" and task == "classification":
             raise ValueError(
                 f"model.task classification needs data.format classification, not {self.data.format!r}"
             )
+        if not isinstance(self.data, MultiTaskData) and (m := modality_for(self.data.format)):
+            problems = m.config_problems(self)
+            if problems:
+                raise ValueError("; ".join(problems))
         if self.train.llrd is not None and not METHODS[name].layerwise_lr:
             allowed = " or ".join(m.name for m in METHODS.values() if m.layerwise_lr)
             raise ValueError(f"train.llrd applies to method {allowed}, not {name!r}")
@@ -159,7 +164,7 @@ class RunConfig(Section):
         """The model task, given or inferred from the data format."""
         if self.model.task:
             return self.model.task
-        return "classification" if self.data.format == "classification" else "causal_lm"
+        return task_kind(self.data.format)
 
     @property
     def run_dir(self) -> Path:

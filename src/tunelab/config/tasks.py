@@ -15,6 +15,7 @@ from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 from tunelab.config.data import DataConfig
 from tunelab.config.section import Section
 from tunelab.errors import TunelabError
+from tunelab.modalities.registry import format_task
 
 TaskName = Annotated[
     str,
@@ -99,8 +100,8 @@ class MultiTaskData(Section):
 
 
 def task_kind(fmt: str) -> str:
-    """``classification`` or ``causal_lm``: what a data format trains."""
-    return "classification" if fmt == "classification" else "causal_lm"
+    """``classification`` or ``causal_lm`` (or a modality's task): what a data format trains."""
+    return format_task(fmt)
 
 
 def _data_kind(value: Any) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from tunelab.config import RunConfig
 from tunelab.io import atomic_dir
+from tunelab.modalities.registry import modality_for
 from tunelab.paths import cache_root, resolve_path
 
 CACHE_VERSION = "3"  # 2: unk_rate, unk_token and warnings; 3: token_length_histogram
@@ -60,7 +61,9 @@ def cache_key(cfg: RunConfig, sources: dict[str, list[Path]], tokenizer: Any) ->
     for name in sorted(sources):
         hasher.update(name.encode())
         hash_files(hasher, sources[name])
-    hasher.update(tokenizer_fingerprint(tokenizer).encode())
+    modality = modality_for(cfg.data.format)
+    processor = modality.fingerprint(tokenizer) if modality else tokenizer_fingerprint(tokenizer)
+    hasher.update(processor.encode())
     return hasher.hexdigest()[:32]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from tunelab.config import ColumnsConfig
 from tunelab.data.loading import Loaded, Row
 from tunelab.errors import TunelabError
+from tunelab.modalities.registry import modality_for
 
 CONVERSATION_FORMATS = ("instruction", "chat", "qa")
 ROLES = {
@@ -30,6 +31,8 @@ class InvalidRow(ValueError):
 
 def required_columns(fmt: str, columns: ColumnsConfig) -> dict[str, str]:
     """Config key -> column name of every column the format needs."""
+    if (modality := modality_for(fmt)) is not None:
+        return modality.required_columns(columns)
     keys = {
         "classification": ["text", "label", "text_pair"],
         "instruction": ["instruction", "output", "system"],

@@ -28,6 +28,7 @@ from tunelab.data.tokenization import (
 )
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_json
+from tunelab.modalities.registry import modality_for
 from tunelab.status import status
 
 
@@ -50,9 +51,9 @@ def prepare_data(cfg: RunConfig, tokenizer: Any = None) -> PreparedData:
     disable_progress_bars()
     sources = source_files(cfg.data)
     if tokenizer is None:
-        from tunelab.models import load_tokenizer
+        from tunelab.models import load_processor
 
-        tokenizer = load_tokenizer(cfg.model)
+        tokenizer = load_processor(cfg.model, cfg.data.format)
     path = cache_dir(cfg) / cache_key(cfg, sources, tokenizer)
     entry = load_entry(path)
     if entry is None:
@@ -98,7 +99,12 @@ def load_source(cfg: DataConfig, paths: list[Path], cleaner: Cleaner, log: Clean
 
 
 def build(cfg: DataConfig, tokenizer: Any, sources: dict[str, list[Path]]) -> PreparedData:
-    """Run the whole pipeline on the source files."""
+    """Run the whole pipeline on the source files (a non-text format: its modality's)."""
+    modality = modality_for(cfg.format)
+    if modality is not None:
+        from tunelab.data.modal_pipeline import build_modal
+
+        return PreparedData(*build_modal(cfg, modality, tokenizer, sources))
     encoder = Encoder(tokenizer, cfg)
     log = CleanLog()
     cleaner = Cleaner(cfg.clean, encoder.token_lengths, log)

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic_core import PydanticCustomError, core_schema
 
+from tunelab.modalities.registry import metrics_format
+
 if TYPE_CHECKING:
     from tunelab.config import RunConfig
 
@@ -101,8 +103,9 @@ def lazy(target: str) -> ScorerFactory:
 
 
 def allowed_metrics(data_format: str) -> list[Metric]:
-    """The metrics that apply to ``data_format``."""
-    return [m for m in METRICS.values() if data_format in m.formats]
+    """The metrics that apply to ``data_format`` (a modality's: those of the format it names)."""
+    fmt = metrics_format(data_format)
+    return [m for m in METRICS.values() if fmt in m.formats]
 
 
 def missing_reason(name: str) -> str | None:

@@ -29,10 +29,15 @@ def limited_rows(
     return dataset, examples
 
 
-def tensor_batches(dataset: Any, batch_size: int, pad_token_id: int) -> Iterator[dict]:
-    """Padded tensor batches of the tokenised rows, in order."""
-    collate = PadCollator(pad_token_id)
+def tensor_batches(
+    dataset: Any, batch_size: int, pad_token_id: int, collate: Any = None
+) -> Iterator[dict]:
+    """Padded tensor batches of the tokenised rows, in order; ``collate``: a modality's
+    collator over every column (pixel inputs), instead of padding the token columns."""
     columns = [c for c in _TENSOR_COLUMNS if c in dataset.column_names]
+    if collate is not None:
+        columns = list(dataset.column_names)
+    collate = collate or PadCollator(pad_token_id)
     for start in range(0, len(dataset), batch_size):
         chunk = dataset[start : start + batch_size]
         rows = [

@@ -35,6 +35,7 @@ from tunelab.evaluate.scoring import (
     write_line,
 )
 from tunelab.io import atomic_write_json
+from tunelab.modalities.registry import modality_for
 from tunelab.task_runs import run_tasks, task_dir
 
 if TYPE_CHECKING:
@@ -102,12 +103,13 @@ def _evaluate_run(
 def _evaluate_base(cfg: RunConfig, split: str | None, console: Console | None) -> dict[str, Any]:
     """Evaluate the base model of ``cfg`` (results in ``output.dir/eval_base``)."""
     from tunelab.data import prepare_data
-    from tunelab.models import load_model, load_tokenizer
+    from tunelab.models import load_model, load_processor
 
     check_metrics(cfg)
-    tokenizer = load_tokenizer(cfg.model)
+    fmt = None if cfg.task_names else cfg.data.format
+    tokenizer = load_processor(cfg.model, fmt)
     prepared = prepare_data(cfg, tokenizer)
-    model = load_model(cfg.model, cfg.task, prepared.label_names)
+    model = load_model(cfg.model, cfg.task, prepared.label_names, fmt=fmt)
     results = evaluate_model(
         cfg, model, tokenizer, prepared, split=split, console=console, fine_tuned=False
     )
@@ -221,7 +223,10 @@ def run_classification(
     names, device = ctx.label_names or [], torch.device(ctx.device)
     scorers = build_scorers(ctx, "classify")
     index = 0
-    for batch in tensor_batches(dataset, ctx.cfg.eval.batch_size, tokenizer.pad_token_id):
+    modality = modality_for(ctx.cfg.data.format)
+    collate = modality.collator(tokenizer, ctx.cfg.data, train=False) if modality else None
+    batch_size = ctx.cfg.eval.batch_size
+    for batch in tensor_batches(dataset, batch_size, tokenizer.pad_token_id, collate):
         labels = batch.pop("labels")
         start = time.perf_counter()
         logits = ctx.model(**{k: v.to(device) for k, v in batch.items()}).logits
@@ -235,8 +240,7 @@ def run_classification(
                 writer,
                 {
                     "index": index,
-                    "text": example["text"],
-                    "text_pair": example.get("text_pair"),
+                    **{k: v for k, v in example.items() if k != "label"},
                     "label": example["label"],
                     "prediction": names[int(row.argmax())],
                     "probabilities": {

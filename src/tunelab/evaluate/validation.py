@@ -16,7 +16,7 @@ from tunelab.evaluate.classification import ClassificationAccumulator
 from tunelab.evaluate.perplexity import PerplexityAccumulator
 from tunelab.train.loss import EVAL_CHUNK_SIZE, lm_loss
 
-_CLASSIFIER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_CLASSIFIER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
 
 
 @torch.no_grad()

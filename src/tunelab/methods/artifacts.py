@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from tunelab.config import ModelConfig, RunConfig
-from tunelab.data.rendering import Rendering, save_rendering
+from tunelab.data.rendering import Rendering, read_rendering, save_rendering
 from tunelab.errors import TunelabError
 from tunelab.io import atomic_dir, atomic_write_text
 from tunelab.methods.registry import get_method
-from tunelab.models import gguf_cache_dir, load_model, load_tokenizer, model_source
+from tunelab.models import gguf_cache_dir, load_model, load_processor, model_source
 from tunelab.paths import PKG_PREFIX, resolve_path
 
 if TYPE_CHECKING:
@@ -86,16 +86,18 @@ def load_artifact(
     model_cfg = _artifact_model_cfg(artifact_dir, info)
     if attn_implementation:
         model_cfg = model_cfg.model_copy(update={"attn_implementation": attn_implementation})
+    rendering = read_rendering(artifact_dir)
+    fmt = rendering.format if rendering else None
     if get_method(info["method"]).whole_model:
-        model = load_model(model_cfg, info["task"])
+        model = load_model(model_cfg, info["task"], fmt=fmt)
     else:
-        model = apply_artifact(
-            base_model or load_model(model_cfg, info["task"], info["label_names"]), artifact_dir
-        )
-    tok_dir = artifact_dir if (artifact_dir / "tokenizer_config.json").is_file() else None
+        base = base_model or load_model(model_cfg, info["task"], info["label_names"], fmt=fmt)
+        model = apply_artifact(base, artifact_dir)
+    saved = ("tokenizer_config.json", "preprocessor_config.json")
+    tok_dir = artifact_dir if any((artifact_dir / f).is_file() for f in saved) else None
     tok_cfg = model_cfg.model_copy(update={"tokenizer": str(tok_dir) if tok_dir else None})
     model.eval()
-    return model, load_tokenizer(tok_cfg)
+    return model, load_processor(tok_cfg, fmt)
 
 
 def apply_artifact(base_model: PreTrainedModel, artifact_dir: str | Path) -> nn.Module:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunelab.config import Task
+from tunelab.modalities.registry import modality_for
 from tunelab.train.loss import count_loss_tokens, lm_loss
 
 Batch = Mapping[str, torch.Tensor]
@@ -30,8 +31,12 @@ def classification_loss(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, i
     return F.cross_entropy(logits.float(), labels, reduction="sum"), labels.numel()
 
 
-def loss_fn_for(task: Task, chunk_size: int | None = None) -> LossFn:
-    """The loss of ``task``; causal LM uses the chunked loss when ``chunk_size`` is set."""
+def loss_fn_for(task: Task, chunk_size: int | None = None, fmt: str | None = None) -> LossFn:
+    """The loss of ``task`` (or of the data format's modality, when it has its own); causal
+    LM uses the chunked loss when ``chunk_size`` is set."""
+    modality = modality_for(fmt)
+    if modality is not None and (own := modality.loss_fn(chunk_size)) is not None:
+        return own
     if task == "classification":
         return classification_loss
     return partial(lm_loss, chunk_size=chunk_size)
@@ -45,8 +50,10 @@ def loss_items(batch: Batch, task: Task) -> int:
 
 
 def input_tokens(batch: Batch) -> int:
-    """Real (non-padding) input tokens, for throughput."""
+    """Real (non-padding) input tokens, for throughput (inputs without tokens: examples)."""
     mask = batch.get("attention_mask")
     if mask is not None and mask.dim() == 2:
         return int(mask.sum())
+    if "input_ids" not in batch:
+        return len(batch["labels"])
     return batch["input_ids"].numel()

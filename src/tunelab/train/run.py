@@ -15,6 +15,7 @@ from torch import nn
 from tunelab.config import RunConfig, dump_config
 from tunelab.errors import TunelabError
 from tunelab.io import recover_dir
+from tunelab.modalities.registry import modality_for
 from tunelab.plan.auto import annotate_config, resolve_auto
 from tunelab.preflight import check_run, check_splits
 from tunelab.train.backends.base import Backend
@@ -30,7 +31,6 @@ from tunelab.train.checkpoint import (
     run_settings,
     settings_changes,
 )
-from tunelab.train.collate import PadCollator
 from tunelab.train.dropout import set_dropout
 from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.fast_dropout import use_fast_dropout
@@ -51,7 +51,7 @@ from tunelab.train.optim import build_optimizer
 from tunelab.train.precision import compile_model, precision_warning
 from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
 from tunelab.train.results import run_summary, save_results
-from tunelab.train.rows import training_rows
+from tunelab.train.rows import training_rows, validation_collate
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.schedule import build_scheduler, reschedule
 from tunelab.train.startup import resume_notes, template_note
@@ -91,7 +91,7 @@ def train(
 
     from tunelab.data import prepare_data, print_warnings
     from tunelab.methods import print_trainable_summary, trainable_summary
-    from tunelab.models import load_tokenizer
+    from tunelab.models import load_processor
 
     console = console or Console()
     multi = bool(cfg.task_names)
@@ -110,7 +110,7 @@ def train(
     accelerator = backend.accelerator
     resume_from = prepare_run_dir(cfg, resume, accelerator, console)
     set_seed(cfg.train.seed)
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_processor(cfg.model, None if multi else cfg.data.format)
     for name in cfg.task_names or [None]:
         template = template_note(cfg.for_task(name) if name else cfg, tokenizer)
         if template and accelerator.is_main_process:
@@ -192,9 +192,11 @@ def build_model(cfg: RunConfig, label_names: list[str] | dict[str, list[str]] | 
         model = load_multihead(cfg, label_names)
     else:
         quantize = getattr(cfg.method.settings, "quantize", None)
-        model = load_model(cfg.model, cfg.task, label_names, quantize)
+        model = load_model(cfg.model, cfg.task, label_names, quantize, cfg.data.format)
     set_dropout(model, cfg.train.dropout, cfg.train.attention_dropout)
-    model = apply_method(model, cfg.method, cfg.task)
+    modality = None if isinstance(label_names, dict) else modality_for(cfg.data.format)
+    method_cfg = modality.method_config(cfg.method, model) if modality else cfg.method
+    model = apply_method(model, method_cfg, cfg.task)
     if cfg.model.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()  # frozen embeddings: keep checkpointed blocks in the graph
     return model
@@ -239,9 +241,10 @@ def build_loop(
         validator = task_validator(cfg, prepared, pad_token_id, accelerator.device)
     elif "validation" in splits:
         batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
-        loader = validation_loader(splits["validation"], PadCollator(pad_token_id), batch_size)
+        collate = validation_collate(cfg, pad_token_id)
+        loader = validation_loader(splits["validation"], collate, batch_size)
         validator = make_validator(loader, cfg.task, accelerator.device)
-    loss_fn = loss_fn_for(cfg.task, cfg.train.loss_chunk_size)
+    loss_fn = loss_fn_for(cfg.task, cfg.train.loss_chunk_size, None if multi else cfg.data.format)
     injected_oom = InjectedOom.from_env()  # the out-of-memory test hook
     if injected_oom is not None:
         loss_fn = injected_oom.wrap(loss_fn)

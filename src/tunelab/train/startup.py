@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.config import RunConfig
+from tunelab.config.tasks import task_kind
 from tunelab.data.formats import CONVERSATION_FORMATS
 from tunelab.data.templates import ChatRenderer
 from tunelab.train.checkpoint import read_state, settings_changes
@@ -15,7 +16,7 @@ from tunelab.train.checkpoint import read_state, settings_changes
 def template_note(cfg: RunConfig, tokenizer: Any) -> str | None:
     """Which template renders the examples (None for classification, which has none)."""
     fmt, choice = cfg.data.format, cfg.data.template
-    if fmt == "classification":
+    if task_kind(fmt) == "classification":
         return None
     if fmt not in CONVERSATION_FORMATS:
         return f"template: none (data.format {fmt}: each row's text as it is, then EOS)"
