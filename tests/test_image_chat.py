@@ -14,6 +14,7 @@ from image_chat_fixtures import IMAGE_SIZE, chat_row, save_tiny_dinov2, write_sq
 from tunelab.data.formats import InvalidRow
 from tunelab.data.templates import ChatRenderer
 from tunelab.errors import TunelabError
+from tunelab.modalities.base import BadFile
 from tunelab.modalities.image_chat_model import (
     check_vision_language,
     generation_inputs,
@@ -25,6 +26,7 @@ from tunelab.modalities.image_chat_rows import (
     ImageTokens,
     convert_row,
     features,
+    image_ref,
     open_image,
 )
 from tunelab.train.loss import lm_loss, supports_chunked_loss
@@ -80,7 +82,7 @@ def test_rows_become_placeholders_and_absolute_paths(rows_file):
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        (chat_row("images/nope.png", "q", "a"), "image 'images/nope.png' not found"),
+        (chat_row("images/nope.png", "q", "a"), "image file not found"),
         (
             {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
             "no image part in any user turn",
@@ -171,12 +173,15 @@ def test_data_urls_and_unreadable_images(tmp_path):
     buffer = io.BytesIO()
     Image.new("RGB", (5, 4), (1, 2, 3)).save(buffer, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    assert image_ref(url, tmp_path) == url
     image = open_image(url)
     assert image.size == (5, 4) and image.getpixel((0, 0)) == (1, 2, 3)
+    with pytest.raises(BadFile, match=r"must be data:image/\.\.\.;base64"):
+        image_ref("data:image/png;base64,@@@", tmp_path)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
-    with pytest.raises(TunelabError, match=r"broken.png: cannot be read"):
-        open_image(str(broken))
+    with pytest.raises(BadFile, match=r"cannot read image .*broken.png"):
+        image_ref("broken.png", tmp_path)
 
 
 def test_text_only_model_is_refused(tiny_llama_dir):

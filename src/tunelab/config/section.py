@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Task = Literal["classification", "causal_lm"]
-DataFormat = Literal["classification", "instruction", "chat", "qa", "text", "image_classification"]
+DataFormat = Literal[
+    "classification", "instruction", "chat", "qa", "text", "image_classification", "image_chat"
+]
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 

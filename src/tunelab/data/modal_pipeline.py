@@ -46,7 +46,7 @@ def build_modal(
     for name in SPLITS:
         if rows_by_split.get(name):
             examples = [row.data for row in rows_by_split[name]]
-            columns = modality.encode(examples, processor, label_names)
+            columns = modality.encode(examples, processor, label_names, cfg)
             splits[name] = Dataset.from_dict(columns)
             examples_by_split[name] = examples
     report: dict[str, Any] = {

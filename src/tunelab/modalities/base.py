@@ -22,6 +22,8 @@ method_config          train.run.build_model              method defaults per ar
 loss_fn                train.objective.loss_fn_for        None: the task's loss
 predict_example        predict_inputs.input_example       ``predict --image FILE`` etc.
 predict_batch          inference (classify)               model inputs of predict examples
+generation_inputs      evaluate.scoring, inference        prompt ids + media of generation
+                       (generate)
 =====================  =================================  ==================================
 
 Modules import torch/transformers only inside functions: the config imports them to
@@ -145,9 +147,14 @@ class Modality:
         return hashlib.sha256(state.encode()).hexdigest()
 
     def encode(
-        self, examples: list[dict[str, Any]], processor: Processor, label_names: list[str] | None
+        self,
+        examples: list[dict[str, Any]],
+        processor: Processor,
+        label_names: list[str] | None,
+        data: DataConfig | None = None,
     ) -> dict[str, list[Any]]:
-        """Dataset columns of a split: media references (not decoded) and ``labels``."""
+        """Dataset columns of a split: media references (not decoded) and ``labels``
+        (``data``: the data settings, e.g. max_length and the template of a chat format)."""
         columns: dict[str, list[Any]] = {self.input_key: [ex[self.input_key] for ex in examples]}
         if self.task == "classification" and label_names is not None:
             columns["labels"] = [label_names.index(ex["label"]) for ex in examples]
@@ -182,6 +189,13 @@ class Modality:
             raise InvalidRow(f"needs {self.input_key!r} (a file path), e.g. --{self.input_key}")
         value = item.get(self.input_key, item.get(getattr(columns, self.input_key)))
         return {self.input_key: self.media(value, Path.cwd())}
+
+    def generation_inputs(
+        self, processor: Processor, prompts: list[str], examples: list[dict[str, Any]]
+    ) -> tuple[list[list[int]], dict[str, Any]]:
+        """Token ids of rendered ``prompts`` and the other model inputs of their ``examples``
+        (e.g. ``pixel_values``), for a format that generates text."""
+        raise NotImplementedError
 
     def predict_batch(self, processor: Processor, examples: list[dict[str, Any]]) -> dict:
         """The model inputs of predict examples (encoded and collated as at evaluation)."""

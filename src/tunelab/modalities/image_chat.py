@@ -173,20 +173,29 @@ class ImageChat(Modality):
             update={method_cfg.name: settings.model_copy(update={"target_modules": targets})}
         )
 
+    def generation_inputs(
+        self, processor: Processor, prompts: list[str], examples: list[dict[str, Any]]
+    ) -> tuple[list[list[int]], dict[str, Any]]:
+        from tunelab.modalities.image_chat_model import generation_inputs
+
+        images = [example.get("images", []) for example in examples]
+        return generation_inputs(processor, prompts, images, False)
+
     def predict_example(self, item: str | dict[str, Any], columns: ColumnsConfig) -> dict:
-        """``--image FILE --input TEXT``, or a row of the training format (``messages``)."""
-        if isinstance(item, dict) and columns.messages in item:
-            example = convert_row(item, columns.messages, Path.cwd(), needs_answer=False)
-        elif isinstance(item, dict) and self.input_key in item:
-            image = image_ref(item[self.input_key], Path.cwd())
-            text = as_text(item.get("text"))
-            messages = [
-                {"role": "user", "content": f"{IMAGE_TOKEN}\n{text}" if text else IMAGE_TOKEN}
-            ]
-            example = {"messages": messages, "images": [image], "context": None}
-        else:
+        """``--image FILE --input TEXT``, or a row of the training format (``messages``; an
+        assistant turn is opened when it does not end with one)."""
+        if isinstance(item, dict) and isinstance(item.get(columns.messages), list):
+            turns = item[columns.messages]
+            if not turns or not isinstance(turns[-1], dict) or turns[-1].get("role") != "assistant":
+                turns = [*turns, {"role": "assistant", "content": ""}]
+            return convert_row({columns.messages: turns}, columns.messages, Path.cwd())
+        if not isinstance(item, dict) or self.input_key not in item:
             raise InvalidRow("needs an image: predict --image FILE [--input QUESTION]")
-        return example
+        text = as_text(item.get("text"))
+        user = f"{IMAGE_TOKEN}\n{text}" if text else IMAGE_TOKEN
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": ""}]
+        image = image_ref(item[self.input_key], Path.cwd())
+        return {"messages": messages, "images": [image], "context": None}
 
 
 MODALITY = ImageChat()

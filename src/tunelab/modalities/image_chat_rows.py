@@ -32,16 +32,16 @@ DATA_URL = "data:image/"
 
 
 def image_ref(value: Any, base_dir: Path) -> str:
-    """An image part's value as an absolute path (checked to exist) or a data URL."""
+    """An image part's value as an absolute path or a data URL, checked to decode (BadFile
+    when it does not: missing, unreadable, not an image)."""
+    from tunelab.modalities.images import check_image, image_reference
+
     if not isinstance(value, str) or not value:
         raise InvalidRow("an image part needs 'image': a file path or a data URL")
     if value.startswith(DATA_URL):
+        check_image(io.BytesIO(data_url_bytes(value)), "from the data URL")
         return value
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else base_dir / path
-    if not path.is_file():
-        raise InvalidRow(f"image {value!r} not found (looked for {path})")
-    return str(path)
+    return str(image_reference(value, base_dir))
 
 
 def convert_content(content: Any, role: str, base_dir: Path) -> tuple[str, list[str]]:
@@ -96,7 +96,9 @@ def convert_row(
             "no image part in any user turn; image_chat rows need an image "
             "(text-only conversations: data.format: chat)"
         )
-    return {"messages": messages, "images": images, "context": None}
+    example: dict[str, Any] = {"messages": messages, "images": images, "context": None}
+    answers = [m["content"] for m in messages if m["role"] == "assistant"]
+    return {**example, "reference": answers[-1]} if answers else example
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -184,24 +186,24 @@ def prompt_ids(tokenizer: Any, prompt: str, tokens: ImageTokens, special: bool) 
 # ----------------------------------------------------------------------------- images
 
 
+def data_url_bytes(url: str) -> bytes:
+    """The bytes of a ``data:image/...;base64,`` URL (BadFile when it is not one)."""
+    from tunelab.modalities.base import BadFile
+
+    header, _, payload = url.partition(",")
+    try:
+        if ";base64" not in header:
+            raise ValueError("not base64")
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadFile("an image data URL must be data:image/...;base64,<base64 bytes>") from None
+
+
 def open_image(ref: str) -> Image:
     """An RGB image from a file path or a ``data:image/...;base64,`` URL."""
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
+    from tunelab.modalities.images import load_image
 
-    try:
-        if ref.startswith(DATA_URL):
-            header, _, payload = ref.partition(",")
-            if ";base64" not in header:
-                raise TunelabError("an image data URL must be base64 (data:image/png;base64,...)")
-            source: Any = io.BytesIO(base64.b64decode(payload, validate=True))
-        else:
-            source = ref
-        with PILImage.open(source) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, binascii.Error, ValueError) as exc:
-        shown = ref if not ref.startswith(DATA_URL) else ref[:40] + "..."
-        raise TunelabError(f"image {shown}: cannot be read ({exc})") from None
+    return load_image(data_url_bytes(ref) if ref.startswith(DATA_URL) else ref)
 
 
 def pixel_values(image_processor: Any, refs: list[str]) -> Any:

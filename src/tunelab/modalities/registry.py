@@ -27,6 +27,7 @@ MODALITIES: dict[str, Entry] = {
     "image_classification": Entry(
         "tunelab.modalities.image_classification", "classification", "classification"
     ),
+    "image_chat": Entry("tunelab.modalities.image_chat", "causal_lm", "qa"),
 }
 
 
