@@ -17,6 +17,7 @@ import tunelab
 from image_chat_fixtures import IMAGE_SIZE, chat_row, save_tiny_dinov2, write_square_rows
 from tunelab.config import load_config
 from tunelab.errors import ConfigError, TunelabError
+from tunelab.modalities.image_chat import MODALITY
 
 QUESTION = "what colour is it"
 LM_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
@@ -216,22 +217,38 @@ def test_packing_and_virtual_tokens_are_refused(tmp_path, llava_dir, rows):
 
 
 @pytest.mark.integration
-def test_real_composed_model_answers_a_fashion_image(tmp_path):
-    """The shipped DINOv2-S + SmolLM2 composition: a few projector steps on Fashion-MNIST rows,
-    then predict --image (examples/models and examples/data/generated from the install)."""
-    root = Path(__file__).resolve().parents[1] / "examples"
-    model, data = root / "models" / "llava_dinov2_smollm2", root / "data" / "generated"
-    if not (model / "config.json").is_file() or not (data / "image_chat_train.jsonl").is_file():
-        pytest.skip("run scripts/install.sh --multimodal (composed model + image_chat data)")
-    raw = raw_config(model, data / "image_chat_train.jsonl", tmp_path / "run")
-    raw["data"] |= {"max_samples": 24, "max_length": 160}
-    raw["train"] |= {"batch_size": 4, "max_steps": 2, "lr": 1e-3}
-    raw["eval"] = {"split": "test", "max_samples": 4, "metrics": ["exact_match"]}
-    raw["stages"] = raw["stages"][:1]
-    tunelab.finetune(load_config(raw), console=Console(quiet=True))
-    from tunelab.inference import predict_cli
+def test_real_composed_model_reads_fashion_images(tmp_path):
+    """The shipped DINOv2-S + SmolLM2 composition through tunelab's data and model paths: 64
+    image tokens per 112 px image, a finite loss that depends on the image, generation."""
+    from tunelab.decoding import generate
+    from tunelab.models import load_model, load_processor
+    from tunelab.train.loss import lm_loss
 
-    image = json.loads((data / "image_chat_test.jsonl").read_text().splitlines()[0])
-    path = data / image["messages"][0]["content"][0]["image"]
-    answer = predict_cli(tmp_path / "run", "What item is shown?", media={"image": str(path)})
-    assert isinstance(answer[0]["generated"], str) and answer[0]["generated"]
+    root = Path(__file__).resolve().parents[1] / "examples"
+    model_dir, data = root / "models" / "llava_dinov2_smollm2", root / "data" / "generated"
+    if not (model_dir / "config.json").is_file() or not (data / "image_chat_test.jsonl").is_file():
+        pytest.skip("run scripts/install.sh --multimodal (composed model + image_chat data)")
+    raw = raw_config(model_dir, data / "image_chat_test.jsonl", tmp_path / "run")
+    raw["data"] |= {"max_samples": 8, "max_length": 160}
+    cfg = load_config(raw)
+    processor = load_processor(cfg.model, "image_chat")
+    assert processor.tokens.per_image == 64
+    prepared = tunelab.prepare_data(cfg, processor)
+    rows = [prepared.splits["train"][i] for i in range(2)]
+    model = load_model(cfg.model, cfg.task, fmt="image_chat").eval()
+    batch = MODALITY.collator(processor, cfg.data, train=False)(rows)
+    with torch.no_grad():
+        loss, count = lm_loss(model, batch, chunk_size=None)
+        blank = dict(batch, pixel_values=torch.zeros_like(batch["pixel_values"]))
+        other, _ = lm_loss(model, blank, chunk_size=None)
+    assert count > 0 and torch.isfinite(loss) and not torch.isclose(loss, other)
+    examples = prepared.examples["train"][:2]
+    prompts = [
+        processor.tokenizer.apply_chat_template(
+            e["messages"][:1], tokenize=False, add_generation_prompt=True
+        )
+        for e in examples
+    ]
+    ids, inputs = MODALITY.generation_inputs(processor, prompts, examples)
+    texts = generate(model, processor.tokenizer, ids, 4, inputs=inputs).texts
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
