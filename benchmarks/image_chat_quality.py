@@ -60,7 +60,11 @@ def test_rows(per_class: int) -> dict[str, list[dict[str, Any]]]:
     for row in rows:
         image = row["messages"][0]["content"][0]["image"]
         if image in chosen:
-            kind = "question" if row["messages"][0]["content"][1]["text"].startswith("What") else "caption"
+            kind = (
+                "question"
+                if row["messages"][0]["content"][1]["text"].startswith("What")
+                else "caption"
+            )
             out[kind].append(row)
     return out
 
@@ -81,7 +85,9 @@ def answers(model: Any, processor: Any, rows: list[dict[str, Any]], with_image: 
             content = f"<image>\n{question}" if with_image else question
             turns = [{"role": "user", "content": content}, {"role": "assistant", "content": ""}]
             prompts.append(renderer.prompt(turns))
-            images.append([str(DATA.parent / row["messages"][0]["content"][0]["image"])] if with_image else [])
+            images.append(
+                [str(DATA.parent / row["messages"][0]["content"][0]["image"])] if with_image else []
+            )
         ids, inputs = generation_inputs(processor, prompts, images, False)
         texts += generate(model, processor.tokenizer, ids, NEW_TOKENS, inputs=inputs).texts
     return texts
@@ -95,11 +101,15 @@ def scores(rows: dict[str, list[dict[str, Any]]], said: dict[str, list[str]]) ->
     questions = list(zip(rows["question"], said["question"], strict=True))
     captions = [row["messages"][1]["content"] for row in rows["caption"]]
     return {
-        "class_accuracy": sum(named_classes(a) == {r["label"]} for r, a in questions) / len(questions),
-        "exact_match": sum(exact_match(a, r["messages"][1]["content"]) for r, a in questions) / len(questions),
+        "class_accuracy": sum(named_classes(a) == {r["label"]} for r, a in questions)
+        / len(questions),
+        "exact_match": sum(exact_match(a, r["messages"][1]["content"]) for r, a in questions)
+        / len(questions),
         "caption_class_accuracy": sum(
-            named_classes(a) == {r["label"]} for r, a in zip(rows["caption"], said["caption"], strict=True)
-        ) / len(captions),
+            named_classes(a) == {r["label"]}
+            for r, a in zip(rows["caption"], said["caption"], strict=True)
+        )
+        / len(captions),
         "bleu": bleu(said["caption"], captions),
         "rougeL": rouge(said["caption"], captions)["rougeL"],
     }
@@ -110,8 +120,8 @@ def main() -> None:
     from transformers import LlavaForConditionalGeneration
 
     import tunelab
-    from tunelab.models import quiet_transformers
     from tunelab.modalities.image_chat import MODALITY
+    from tunelab.models import quiet_transformers
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -130,13 +140,18 @@ def main() -> None:
     table = {}
     for name, (model, processor, with_image) in variants.items():
         started = time.perf_counter()
-        said = {kind: answers(model, processor, kind_rows, with_image) for kind, kind_rows in rows.items()}
+        said = {
+            kind: answers(model, processor, kind_rows, with_image)
+            for kind, kind_rows in rows.items()
+        }
         table[name] = scores(rows, said) | {"seconds": round(time.perf_counter() - started, 1)}
         table[name]["sample"] = said["question"][0]
         print(name, json.dumps(table[name]), flush=True)
     n = len(rows["question"])
     print(f"\n{n} test images ({args.images_per_class} per class), a question and a caption each\n")
-    print("| model | class accuracy (question) | exact match | class accuracy (caption) | BLEU | ROUGE-L |")
+    print(
+        "| model | class accuracy (question) | exact match | class accuracy (caption) | BLEU | ROUGE-L |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for name, s in table.items():
         print(
