@@ -7,6 +7,9 @@
   lines) spoken by Debian's ``espeak-ng``, 16 kHz mono -> ``speech/espeak/{train,test}/*.wav``
   + ``speech_{train,test}.jsonl`` rows ``{"audio": "speech/espeak/train/0000.wav", "text": ...}``;
   the test sentences never occur in train
+- Image chat (from the Fashion-MNIST rows): a question ("What item is shown?" -> "an ankle
+  boot") and a caption ("Describe the image." -> "a photo of an ankle boot") per image
+  -> ``image_chat_{train,test}.jsonl`` (``messages`` with an image part, and ``label``)
 - Real speech (Debian ``pocketsphinx-testdata``, BSD; LibriVox recordings are public domain)
   -> ``speech/pocketsphinx/*.wav`` + ``pocketsphinx.jsonl`` (the package's transcripts)
 
@@ -264,12 +267,64 @@ def build_pocketsphinx(out: Path, force: bool = False) -> None:
     print(f"pocketsphinx: {len(rows)} recordings")
 
 
+# ---------- image chat: questions and captions about the Fashion-MNIST images ----------
+IMAGE_CHAT_QUESTION = "What item is shown?"
+IMAGE_CHAT_CAPTION = "Describe the image."
+# The answer naming each class (the caption is "a photo of " + it).
+FASHION_ANSWERS = {
+    "T-shirt/top": "a t-shirt",
+    "Trouser": "a pair of trousers",
+    "Pullover": "a pullover",
+    "Dress": "a dress",
+    "Coat": "a coat",
+    "Sandal": "a sandal",
+    "Shirt": "a shirt",
+    "Sneaker": "a sneaker",
+    "Bag": "a bag",
+    "Ankle boot": "an ankle boot",
+}
+
+
+def image_chat_row(image: str, prompt: str, reply: str, label: str) -> dict:
+    """One image_chat row: the user turn holds the image and the prompt; ``label`` is kept
+    for measurements (tunelab ignores extra columns)."""
+    user = [{"type": "image", "image": image}, {"type": "text", "text": prompt}]
+    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+    return {"messages": messages, "label": label}
+
+
+def image_chat_rows(image_rows: list[dict]) -> list[dict]:
+    """A question row and a caption row per image row, in that order."""
+    rows = []
+    for row in image_rows:
+        answer = FASHION_ANSWERS[row["label"]]
+        rows.append(image_chat_row(row["image"], IMAGE_CHAT_QUESTION, answer, row["label"]))
+        caption = f"a photo of {answer}"
+        rows.append(image_chat_row(row["image"], IMAGE_CHAT_CAPTION, caption, row["label"]))
+    return rows
+
+
+def build_image_chat(out: Path, force: bool = False) -> None:
+    """``image_chat_{train,test}.jsonl`` from the Fashion-MNIST rows (same image paths)."""
+    names = [f"image_chat_{s}.jsonl" for s in FASHION_SPLITS]
+    if _done(out, names, force):
+        return
+    counts = []
+    for split in FASHION_SPLITS:
+        source = out / f"fashion_mnist_{split}.jsonl"
+        image_rows = [json.loads(line) for line in source.read_text().splitlines() if line]
+        rows = image_chat_rows(image_rows)
+        _jsonl(out / f"image_chat_{split}.jsonl", rows)
+        counts.append(f"{len(rows)} {split}")
+    print(f"image_chat: {', '.join(counts)} rows")
+
+
 # ---------- the builders, in order (a new data set: one function above + one line here) ----------
 BUILDERS: dict[str, Callable[[Path, bool], None]] = {
     "fashion_mnist": build_fashion_mnist,
     "speech": build_speech,
     "pocketsphinx": build_pocketsphinx,
-    # vlm: "image_chat": build_image_chat, (after fashion_mnist: it reads those images)
+    "image_chat": build_image_chat,  # after fashion_mnist: it reads those rows
 }
 
 

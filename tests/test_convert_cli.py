@@ -26,7 +26,7 @@ def test_all_converts_what_is_missing_and_skips_what_exists(tmp_path, monkeypatc
     labels = downloads / CONVERTERS["mobilenet_v2"].labels
     labels.parent.mkdir(parents=True)
     labels.write_text("".join(f"name {i}\n" for i in range(1000)))
-    for name in ("dinov2_small", "whisper_tiny_en"):  # already converted: left alone
+    for name in ("dinov2_small", "whisper_tiny_en", "llava_dinov2_smollm2"):  # converted: kept
         (out / name).mkdir(parents=True)
         (out / name / "keep.txt").write_text("mine")
     main(["all", "--downloads", str(downloads), "--out", str(out)])

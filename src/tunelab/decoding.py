@@ -7,7 +7,7 @@ settings, and each row stops at EOS or an end-of-turn token. Only the new tokens
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,7 @@ def generate(
     settings: GenerationConfig | None = None,
     stepwise: bool = False,
     control: RowControl | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> Generated:
     """Generate up to ``max_new_tokens`` after each prompt, in one batch.
 
@@ -75,14 +76,15 @@ def generate(
     penalty; None decodes greedily. ``stepwise`` decodes greedily by full forward passes, one
     prompt at a time, for models whose ``generate`` ignores part of the model (see
     :func:`stepwise_greedy`). ``control`` (serving; replaces ``settings``) decodes each row by
-    its own settings and watches it step by step (:class:`RowControl`).
+    its own settings and watches it step by step (:class:`RowControl`). ``inputs``: more
+    model inputs for ``generate`` (an image model's ``pixel_values``).
     """
     stops = stop_token_ids(tokenizer)
     if stepwise:
         rows = stepwise_greedy(model, prompts, max_new_tokens, stops, control)
     else:
         pad = tokenizer.pad_token_id
-        rows = batched(model, pad, prompts, max_new_tokens, stops, settings, control)
+        rows = batched(model, pad, prompts, max_new_tokens, stops, settings, control, inputs)
     texts, count = [], 0
     for row in rows:
         cut = next((i for i, t in enumerate(row) if t in stops), len(row))
@@ -110,6 +112,7 @@ def batched(
     stops: list[int],
     settings: GenerationConfig | None,
     control: RowControl | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> list[list[int]]:
     """``model.generate`` on the left-padded batch; returns only the new tokens of each row.
 
@@ -133,6 +136,7 @@ def batched(
         max_new_tokens=max_new_tokens,
         eos_token_id=stops,
         pad_token_id=pad_id,
+        **{k: v.to(device) for k, v in (inputs or {}).items()},
         **decoding,
     )
     return out[:, input_ids.shape[1] :].tolist()

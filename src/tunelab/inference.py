@@ -271,6 +271,11 @@ def _generate(
     warn: Warn,
 ) -> list[dict[str, Any]]:
     tok, side = loaded.tokenizer, loaded.rendering.truncation_side
+    if (modality := modality_for(loaded.rendering.format)) is not None:
+        texts = [_prompt(loaded, example)[0] for example in examples]
+        ids, inputs = modality.generation_inputs(tok, texts, examples)
+        out = generate(loaded.model, tok, ids, max_new_tokens, inputs=inputs)
+        return [{"generated": text} for text in out.texts]
     room = prompt_room(loaded, max_new_tokens)
     prompts = []
     for index, example in zip(indices, examples, strict=True):

@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Task = Literal["classification", "causal_lm", "speech_to_text"]
 DataFormat = Literal[
-    "classification", "instruction", "chat", "qa", "text", "image_classification", "speech"
+    "classification",
+    "instruction",
+    "chat",
+    "qa",
+    "text",
+    "image_classification",
+    "image_chat",
+    "speech",
 ]
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]

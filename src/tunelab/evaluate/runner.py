@@ -269,7 +269,9 @@ def run_causal_lm(
     """Teacher-forced metrics (perplexity), then batched generation scored against the
     references (only when a generation metric is chosen)."""
     cfg, model = ctx.cfg, ctx.model
-    results = teacher_forced(ctx, dataset, tokenizer.pad_token_id)
+    modality = modality_for(cfg.data.format)
+    collate = modality.collator(tokenizer, cfg.data, train=False) if modality else None
+    results = teacher_forced(ctx, dataset, tokenizer.pad_token_id, collate)
     if not any(METRICS[m].stage == "generate" for m in ctx.metrics):
         for index, example in enumerate(examples):
             write_line(writer, {"index": index, "text": example.get("text")})
@@ -286,12 +288,15 @@ def run_causal_lm(
 
 
 @torch.no_grad()
-def teacher_forced(ctx: ScoringContext, dataset: Any, pad_token_id: int) -> dict[str, Any]:
-    """The teacher-forced metrics over the split's tokenised rows, one batch at a time."""
+def teacher_forced(
+    ctx: ScoringContext, dataset: Any, pad_token_id: int, collate: Any = None
+) -> dict[str, Any]:
+    """The teacher-forced metrics over the split's tokenised rows, one batch at a time
+    (``collate``: a modality's collator, e.g. with the images)."""
     scorers = build_scorers(ctx, "teacher_forced")
     if scorers:
         device = torch.device(ctx.device)
-        for batch in tensor_batches(dataset, ctx.cfg.eval.batch_size, pad_token_id):
+        for batch in tensor_batches(dataset, ctx.cfg.eval.batch_size, pad_token_id, collate):
             batch = {k: v.to(device) for k, v in batch.items()}
             for scorer in scorers:
                 scorer.update(batch)

@@ -29,6 +29,7 @@ from tunelab.evaluate.registry import (
     eval_metrics_problem,
     missing_reason,
 )
+from tunelab.modalities.registry import modality_for
 
 
 def check_metrics(cfg: RunConfig) -> set[str]:
@@ -78,6 +79,20 @@ def write_line(fh: TextIO, record: dict[str, Any]) -> None:
     fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def prompt_inputs(
+    cfg: RunConfig,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    examples: Sequence[dict[str, Any]],
+    add_special_tokens: bool,
+) -> tuple[list[list[int]], dict[str, Any]]:
+    """Prompt ids (and a modality's other inputs, e.g. images) of a generation batch."""
+    modality = None if cfg.task_names else modality_for(cfg.data.format)
+    if modality is not None:
+        return modality.generation_inputs(tokenizer, list(prompts), list(examples))
+    return encode_prompts(tokenizer, prompts, cfg.data.max_length, add_special_tokens), {}
+
+
 def score_generations(
     model: nn.Module,
     tokenizer: Any,
@@ -101,8 +116,8 @@ def score_generations(
     for start in range(0, len(prompts), size):
         batch, batch_prompts = examples[start : start + size], prompts[start : start + size]
         t0 = time.perf_counter()
-        ids = encode_prompts(tokenizer, batch_prompts, cfg.data.max_length, add_special_tokens)
-        out = generate(model, tokenizer, ids, settings.max_new_tokens, settings)
+        ids, inputs = prompt_inputs(cfg, tokenizer, batch_prompts, batch, add_special_tokens)
+        out = generate(model, tokenizer, ids, settings.max_new_tokens, settings, inputs=inputs)
         latency.add(time.perf_counter() - t0, len(batch), out.new_tokens)
         rows: list[dict[str, Any]] = [{} for _ in batch]
         for scorer in scorers:

@@ -23,6 +23,8 @@ method_config          train.run.build_model              method defaults per ar
 loss_fn                train.objective.loss_fn_for        None: the task's loss
 predict_example        predict_inputs.input_example       ``predict --image FILE`` etc.
 predict_batch          inference (classify)               model inputs of predict examples
+generation_inputs      evaluate.scoring, inference        prompt ids + media of generation
+                       (generate)
 =====================  =================================  ==================================
 
 Modules import torch/transformers only inside functions: the config imports them to
@@ -193,6 +195,13 @@ class Modality:
             raise InvalidRow(f"needs {self.input_key!r} (a file path), e.g. --{self.input_key}")
         value = item.get(self.input_key, item.get(getattr(columns, self.input_key)))
         return {self.input_key: self.media(value, Path.cwd())}
+
+    def generation_inputs(
+        self, processor: Processor, prompts: list[str], examples: list[dict[str, Any]]
+    ) -> tuple[list[list[int]], dict[str, Any]]:
+        """Token ids of rendered ``prompts`` and the other model inputs of their ``examples``
+        (e.g. ``pixel_values``), for a format that generates text."""
+        raise NotImplementedError
 
     def predict_batch(self, processor: Processor, examples: list[dict[str, Any]]) -> dict:
         """The model inputs of predict examples (encoded and collated as at evaluation)."""

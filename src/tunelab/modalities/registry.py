@@ -28,6 +28,7 @@ MODALITIES: dict[str, Entry] = {
         "tunelab.modalities.image_classification", "classification", "classification"
     ),
     "speech": Entry("tunelab.modalities.speech", "speech_to_text", "speech"),
+    "image_chat": Entry("tunelab.modalities.image_chat", "causal_lm", "qa"),
 }
 
 

@@ -27,6 +27,7 @@ from tunelab.decoding import Sampling
 from tunelab.inference import encode_messages, encode_text
 from tunelab.serving.engine import Engine, Slot
 from tunelab.serving.gate import Gate
+from tunelab.serving.images import image_prompt, reads_images
 from tunelab.serving.jobs import Classified, Delta, Event, Failed, Finish, Job
 from tunelab.serving.metrics import Metrics
 from tunelab.serving.responses import CHAT, COMPLETION, DONE, Chunks, full_response, new_id
@@ -153,12 +154,20 @@ class _Api:
                 "conversations; use POST /v1/completions",
                 "model",
             )
+        urls: list[str] = []
         messages = [{"role": m.role, "content": m.text} for m in body.messages]
         try:
-            prompt = encode_messages(slot.loaded, messages)
+            if reads_images(slot.loaded):
+                prompt, urls = image_prompt(slot.loaded, body.messages)
+            elif any(m.images for m in body.messages):
+                raise InvalidRow(
+                    f"model {body.model!r} reads text only; image parts need an image_chat model"
+                )
+            else:
+                prompt = encode_messages(slot.loaded, messages)
         except InvalidRow as exc:
             raise ApiError(400, f"messages: {exc}", "messages") from None
-        return await self._generate(request, CHAT, body, slot, [prompt])
+        return await self._generate(request, CHAT, body, slot, [prompt], urls)
 
     async def completions(self, request: Request) -> Any:
         body = await self._body(request, CompletionRequest)
@@ -260,7 +269,13 @@ class _Api:
             ) from None
 
     async def _generate(
-        self, request: Request, kind: str, body: Sampled, slot: Slot, prompts: list[list[int]]
+        self,
+        request: Request,
+        kind: str,
+        body: Sampled,
+        slot: Slot,
+        prompts: list[list[int]],
+        images: list[str] | None = None,
     ) -> Any:
         max_tokens = (
             body.max_completion_tokens or body.max_tokens or self.settings.default_max_tokens
@@ -290,6 +305,7 @@ class _Api:
             max_tokens=max_tokens,
             sampling=sampling,
             stop=body.stops,
+            images=images or [],
         )
         self._submit(job)
         prompt_tokens = sum(len(p) for p in prompts)

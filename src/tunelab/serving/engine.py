@@ -29,6 +29,7 @@ from tunelab.export import artifact_dir
 from tunelab.inference import Loaded, add_adapter, load, position_limit, predict
 from tunelab.methods.artifacts import read_method_info
 from tunelab.methods.registry import get_method
+from tunelab.serving.images import pixel_inputs
 from tunelab.serving.jobs import Choice, Classified, Job
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
@@ -120,7 +121,10 @@ def _decode(choices: list[Choice], adapter_names: list[str] | None) -> None:
     longest = max(c.job.max_tokens for c in choices)
     model, tokenizer = slot.loaded.model, slot.loaded.tokenizer
     prompts = [c.prompt for c in choices]
-    generate(model, tokenizer, prompts, longest, stepwise=slot.stepwise, control=control)
+    inputs = pixel_inputs(slot.loaded, [url for c in choices for url in c.job.images])
+    generate(
+        model, tokenizer, prompts, longest, stepwise=slot.stepwise, control=control, inputs=inputs
+    )
     for choice in choices:
         choice.close()
 

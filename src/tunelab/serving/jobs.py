@@ -71,6 +71,7 @@ class Job:
     max_tokens: int = 16
     sampling: Sampling = field(default_factory=Sampling)
     stop: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # a chat prompt's image data URLs
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.monotonic)
     choices: list[Choice] = field(init=False, default_factory=list)

@@ -23,15 +23,36 @@ class TextPart(Strict):
     text: str
 
 
+class ImageUrl(Strict):
+    url: str
+
+
+class ImagePart(Strict):
+    """OpenAI's image content part; this server reads ``data:image/...;base64,`` URLs."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
 class Message(Strict):
     role: Literal["system", "user", "assistant"]
-    content: str | list[TextPart]
+    content: str | list[Part]
 
     @property
     def text(self) -> str:
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    @property
+    def images(self) -> list[str]:
+        """The URLs of the message's image parts."""
+        if isinstance(self.content, str):
+            return []
+        return [part.image_url.url for part in self.content if isinstance(part, ImagePart)]
 
 
 class StreamOptions(Strict):

@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 IGNORE_INDEX = -100
 EVAL_CHUNK_SIZE = 1024  # loss positions per LM-head chunk in validation and perplexity
-_MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "token_type_ids")
+_MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "token_type_ids", "pixel_values")
 
 
 def count_loss_tokens(labels: torch.Tensor) -> int:
@@ -94,7 +94,8 @@ def supports_chunked_loss(model: nn.Module) -> bool:
     """Whether :func:`chunked_causal_lm_loss` applies to ``model``.
 
     Not for PEFT prompt/prefix tuning (virtual tokens are injected by the PEFT wrapper's
-    forward), for models that post-process logits (soft-capping, logit scale), or for models
+    forward), for models that post-process logits (soft-capping, logit scale) or take images
+    (LLaVA: the image features enter before the decoder), or for models
     wrapped in DistributedDataParallel or a DeepSpeed engine or sharded with FSDP or ZeRO-3
     (calling the inner decoder would skip the wrapper's gradient synchronisation or the
     parameter gathering); those use :func:`causal_lm_loss`.
@@ -111,6 +112,8 @@ def supports_chunked_loss(model: nn.Module) -> bool:
     base = _base_model(model)
     config = getattr(base, "config", None)
     if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return False
+    if getattr(config, "vision_config", None) is not None:  # LLaVA: images enter before the decoder
         return False
     try:
         _decoder_and_head(model)
