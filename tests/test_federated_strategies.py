@@ -185,7 +185,7 @@ def test_fedprox_keeps_clients_closer_to_the_global_model(runs):
 # --- a client dying mid-round ------------------------------------------------------------
 
 
-def test_a_client_crashing_mid_round_fails_keeps_earlier_rounds_and_resumes(setup, flower_ids):
+def test_a_client_crashing_mid_round_fails_keeps_earlier_rounds_and_resumes(setup, runs):
     raw = run_raw(setup, "fedavg-crash")
     run_dir = Path(raw["output"]["dir"])
     with pytest.raises(TunelabError, match=r"^round 2: client 1: out of memory; earlier rounds"):
@@ -196,12 +196,13 @@ def test_a_client_crashing_mid_round_fails_keeps_earlier_rounds_and_resumes(setu
     assert result.stop_reason == "completed"
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in logged if r["type"] == "train"] == [1, 2]
+    runs("fedavg")  # the same run, uninterrupted
     uninterrupted = global_tensors(setup["root"] / "fedavg", 2)
     resumed = global_tensors(run_dir, 2)
     assert all(np.allclose(resumed[k], uninterrupted[k], atol=1e-7) for k in resumed)
 
 
-def test_a_client_crashing_with_skip_is_left_out_of_the_round(setup, runs):
+def test_a_client_crashing_with_skip_is_left_out_of_the_round(setup, flower_ids):
     raw = run_raw(setup, "fedavg-skip", on_client_failure="skip")
     grid = LoopbackGrid(3, crash={(0, 2): "segfault in the data loader"})
     result = serve(raw, grid)
