@@ -9,7 +9,7 @@ time per run with its ratio to the centralized run. One after the other, in one 
 
     nice -n 15 .venv/bin/python benchmarks/federated_bbc.py     # the docs table (small, 2 cores)
     .venv/bin/python benchmarks/federated_bbc.py --rounds 5 --local-steps 10 --batch-size 16 \
-        --max-length 128 --max-samples 0                            # the example's own sizes
+        --max-length 128 --max-samples 0 --split 0.8,0.1,0.1        # the example's own sizes
 
 Each run's figures are also written to ``OUT/NAME/bench.json``; ``--reuse`` keeps those
 already there (to finish an interrupted benchmark).
