@@ -19,30 +19,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from federated_helpers import fed_raw
 from train_helpers import write_classification_data
 from tunelab.config import load_config
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.federated.partition import label_counts, partition_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def fed_raw(model_dir: Path, data: Path, out: Path, **federated: Any) -> dict[str, Any]:
-    """A LoRA classification run on the tiny BERT with a federated section."""
-    return {
-        "model": {"name_or_path": str(model_dir)},
-        "data": {
-            "path": str(data),
-            "format": "classification",
-            "max_length": 32,
-            "cache_dir": str(out.parent / "data-cache"),
-        },
-        "method": {"name": "lora", "lora": {"r": 4}},
-        "train": {"batch_size": 8, "lr": 5e-3, "report_to": ["tensorboard"], "seed": 3},
-        "eval": {"at_end": True, "split": "test"},
-        "output": {"dir": str(out)},
-        "federated": {"clients": 3, "rounds": 2, "local_steps": 2, **federated},
-    }
 
 
 SIM = {

@@ -1,20 +1,25 @@
 """The deployment engine on loopback: a SuperLink, two SuperNodes with their own data files,
-``flwr run`` of ``examples/federated-app`` (insecure; docs/federated.md).
+``flwr run`` of ``examples/federated-app`` (docs/federated.md): once insecure, once with TLS
+(a CA and a server certificate for 127.0.0.1 made here with ``cryptography``) and SuperNode
+authentication (an ECDSA key per node, registered with ``flwr supernode register``).
 
 Bounded in time; every process it starts is stopped at the end, also on failure. About
-1-2 minutes (a fresh client process per message), so marked ``integration``.
+1-2 minutes each (a fresh client process per message), so marked ``integration``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -52,6 +57,74 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
+def write_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate it signs for 127.0.0.1 (EC P-256, valid a day): the
+    CA, the certificate and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir()
+    now = datetime.datetime.now(datetime.UTC)
+
+    def signed(subject: str, key: Any, issuer: Any, signer: Any, ca: bool) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = signed("tunelab-test-ca", ca_key, None, ca_key, ca=True)
+    server = signed("127.0.0.1", key, ca.subject, ca_key, ca=False)
+    paths = folder / "ca.crt", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def write_node_key(folder: Path, name: str) -> tuple[Path, Path]:
+    """An ECDSA (P-384) key pair in OpenSSH format, as ``ssh-keygen -t ecdsa -b 384`` makes."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    private, public = folder / name, folder / f"{name}.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    )
+    return private, public
+
+
 def wait_for_port(port: int, log: Path, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -64,7 +137,8 @@ def wait_for_port(port: int, log: Path, timeout: float = 90.0) -> None:
 
 
 @pytest.mark.integration
-def test_two_supernodes_on_loopback(tmp_path, tiny_bert_dir):
+@pytest.mark.parametrize("secure", [False, True], ids=["insecure", "tls-and-node-auth"])
+def test_two_supernodes_on_loopback(tmp_path, tiny_bert_dir, secure):
     lines = write_classification_data(tmp_path / "all.jsonl", 72).read_text().splitlines()
     for i in range(2):  # each client holds its own file; the server validates on the whole set
         (tmp_path / f"client{i}.jsonl").write_text("\n".join(lines[i::2]) + "\n")
@@ -82,9 +156,20 @@ def test_two_supernodes_on_loopback(tmp_path, tiny_bert_dir):
     home = tmp_path / "flwr-home"
     home.mkdir()
     port = free_port()
+    link_flags, node_flags, connection = ["--insecure"], [["--insecure"]] * 2, "insecure = true"
+    if secure:
+        ca, cert, key = write_certificates(tmp_path / "certs")
+        link_flags = ["--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert)]
+        link_flags += ["--ssl-keyfile", str(key), "--enable-supernode-auth"]
+        keys = [write_node_key(tmp_path / "certs", f"client{i}") for i in range(2)]
+        node_flags = [
+            ["--root-certificates", str(ca), "--auth-supernode-private-key", str(private)]
+            for private, _ in keys
+        ]
+        connection = f'root-certificates = "{ca}"'
     (home / "config.toml").write_text(
         '[superlink]\ndefault = "loopback"\n\n'
-        f'[superlink.loopback]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+        f'[superlink.loopback]\naddress = "127.0.0.1:{port}"\n{connection}\n'
     )
     env = {
         **os.environ,
@@ -99,15 +184,25 @@ def test_two_supernodes_on_loopback(tmp_path, tiny_bert_dir):
     try:
         processes.append(
             start(
-                [str(BIN / "flower-superlink"), "--insecure", "--port", str(port)],
+                [str(BIN / "flower-superlink"), *link_flags, "--port", str(port)],
                 tmp_path / "superlink.log",
                 env,
             )
         )
         wait_for_port(port, tmp_path / "superlink.log")
+        if secure:  # the operator registers each SuperNode's public key over TLS
+            for _, public in keys:
+                registered = subprocess.run(
+                    [str(BIN / "flwr"), "supernode", "register", str(public), "loopback"],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=120,
+                )
+                assert registered.returncode == 0, registered.stdout + registered.stderr
         for i in range(2):
             node_config = f"partition-id={i} data-path='{tmp_path / f'client{i}.jsonl'}'"
-            command = [str(BIN / "flower-supernode"), "--insecure"]
+            command = [str(BIN / "flower-supernode"), *node_flags[i]]
             command += ["--superlink", f"127.0.0.1:{port}", "--port", str(free_port())]
             command += ["--node-config", node_config]
             processes.append(start(command, tmp_path / f"supernode{i}.log", env))
@@ -128,10 +223,24 @@ def test_two_supernodes_on_loopback(tmp_path, tiny_bert_dir):
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "round 1/1  clients 2" in done.stdout, done.stdout[-3000:]
+        if secure:  # the port speaks TLS with a certificate the CA signed for 127.0.0.1
+            context = ssl.create_default_context(cafile=str(ca))
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as plain,
+                context.wrap_socket(plain, server_hostname="127.0.0.1") as tls,
+            ):
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")
     finally:
         for process in reversed(processes):
             stop(process)
     assert all(p.poll() is not None for p in processes)
+    link_log = (tmp_path / "superlink.log").read_text(errors="replace")
+    assert f"running on {'https' if secure else 'http'}://127.0.0.1:{port}" in link_log
+    if secure:  # each SuperNode runs as the node its registered key created
+        registered = set(re.findall(r"Created node_id=(\d+)", link_log))
+        logs = [(tmp_path / f"supernode{i}.log").read_text(errors="replace") for i in range(2)]
+        nodes = {m.group(1) for log in logs if (m := re.search(r"SuperNode ID: (\d+)", log))}
+        assert len(registered) == 2 and nodes == registered
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     clients = sorted(r["client"] for r in rows if r["type"] == "client")
     assert clients == [0, 1]  # each SuperNode trained on its own file
