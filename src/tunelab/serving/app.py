@@ -77,7 +77,7 @@ def make_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI:
     """The ASGI app serving ``engine``'s models (its worker starts with the app)."""
     settings = settings or ServeSettings()
     metrics = Metrics()
-    worker = Worker(engine.run, settings.max_queue, settings.max_batch, on_batch=metrics.batch)
+    worker = Worker(engine, settings.max_queue, settings.max_batch, on_batch=metrics.batch)
     metrics.gauges = {
         "tunelab_queue_length": lambda: worker.waiting,
         "tunelab_batch_running_rows": lambda: worker.busy,
