@@ -325,7 +325,9 @@ def loop_server(merged: Path, port: int) -> None:
 
     import torch
     import uvicorn
-    from fastapi import FastAPI, Request
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunelab.decoding import stop_token_ids
@@ -334,7 +336,6 @@ def loop_server(merged: Path, port: int) -> None:
     model = AutoModelForCausalLM.from_pretrained(merged).eval()
     stops = stop_token_ids(tokenizer)
     lock = threading.Lock()
-    app = FastAPI()
 
     def answer(body: dict[str, Any]) -> dict[str, Any]:
         ids = tokenizer.apply_chat_template(
@@ -354,14 +355,15 @@ def loop_server(merged: Path, port: int) -> None:
         usage = {"prompt_tokens": ids.shape[1], "completion_tokens": len(new)}
         return {"choices": [{"index": 0, "message": {"content": text}}], "usage": usage}
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health(_: Any) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> dict[str, Any]:
-        return await asyncio.to_thread(answer, await request.json())
+    async def chat(request: Any) -> JSONResponse:
+        return JSONResponse(await asyncio.to_thread(answer, await request.json()))
 
+    app = Starlette(
+        routes=[Route("/health", health), Route("/v1/chat/completions", chat, methods=["POST"])]
+    )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -375,7 +377,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="OMP_NUM_THREADS of every server (same for all)."
     )
-    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--systems", default="tunelab,transformers,loop,adapters")
     parser.add_argument("--loop-server", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -402,10 +404,10 @@ def main() -> None:
             took = time.monotonic() - began
             print(f"round {round_ + 1}: {system} done in {took:.0f} s", flush=True)
             print(json.dumps(results[system][-1]), flush=True)
-    out = args.work_dir / "results.json"
-    out.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    if set(systems) >= {"tunelab", "transformers", "loop", "adapters"}:
-        print(report(results, levels))
+            out = args.work_dir / "results.json"
+            out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        if set(systems) >= {"tunelab", "transformers", "loop", "adapters"}:
+            print(f"after round {round_ + 1}:\n{report(results, levels)}", flush=True)
     print(f"raw results: {out}")
 
 
