@@ -254,16 +254,18 @@ async def load(
 
 
 def measure(
-    system: str, server: Server, levels: list[int], per_client: int, max_tokens: int
+    system: str, server: Server, levels: list[int], per_client: int, max_tokens: int, flip: bool
 ) -> dict[str, dict[str, Any]]:
-    """One system's results by workload (``c1``, ``c4``, ... or ``single``/``mixed``)."""
+    """One system's results by workload (``c1``, ``c4``, ... or ``single``/``mixed``, in the
+    other order when ``flip``)."""
     top = max(levels)
     warm = min(top, 4)
     if system == "adapters":
         asyncio.run(load(server.url, list(ADAPTERS), warm, warm, 8))  # warm-up
+        workloads = [("single", [ADAPTERS[0]]), ("mixed", list(ADAPTERS))]
         return {
             workload: asyncio.run(load(server.url, models, top, top * per_client, max_tokens))
-            for workload, models in (("single", [ADAPTERS[0]]), ("mixed", list(ADAPTERS)))
+            for workload, models in (workloads[::-1] if flip else workloads)
         }
     asyncio.run(load(server.url, [server.model], warm, warm, 8))  # warm-up
     return {
@@ -397,7 +399,9 @@ def main() -> None:
             server = start(system, merged, served, run, adapters, log)
             try:
                 results[system].append(
-                    measure(system, server, levels, args.per_client, args.max_tokens)
+                    measure(
+                        system, server, levels, args.per_client, args.max_tokens, round_ % 2 == 1
+                    )
                 )
             finally:
                 stop(server)
