@@ -3,8 +3,6 @@ mixed-adapter batches equal one adapter at a time, seeded sampling, stop strings
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 import tunelab
@@ -100,22 +98,59 @@ def test_stop_strings_cut_the_text_and_stream_nothing_past_them(tmp_path, tiny_l
     assert cut == full[: full.find(stop)] and reason == "stop"
 
 
+def _job(slot, text, sink, max_tokens):
+    prompt = encode_messages(slot.loaded, [{"role": "user", "content": text}])
+    return Job(slot, "generate", sink, [prompt], max_tokens=max_tokens)
+
+
 def test_worker_refuses_past_its_queue_and_batches_what_waits(tmp_path, tiny_llama_dir):
-    gate, seen = threading.Event(), []
-
-    def run(jobs):
-        gate.wait(30)
-        seen.append(len(jobs))
-
-    worker = Worker(run, max_queue=2, max_rows=8, window_s=0.2)
     run_dir = make_run(tiny_llama_dir, tmp_path / "run", "causal_lm", {"name": "lora"}, 1)
-    slot = load_engine(run_dir).slot("run")
-    jobs = [Job(slot, "generate", lambda e: None, [[1, 2]]) for _ in range(3)]
+    engine = load_engine(run_dir)
+    slot = engine.slot("run")
+    rows: list[int] = []
+    worker = Worker(engine, max_queue=2, max_rows=8, window_s=0.2, on_batch=rows.append)
+    events: list[list] = [[], [], []]
+    jobs = [_job(slot, "hello", events[i].append, 4) for i in range(3)]
     worker.submit(jobs[0])
     worker.submit(jobs[1])
     with pytest.raises(QueueFull):
         worker.submit(jobs[2])
     worker.start()
-    gate.set()
-    worker.stop(30)
-    assert seen == [2]  # the two queued jobs ran as one batch
+    worker.stop(60)
+    assert rows[0] == 2  # the two queued jobs decode together from the first step
+    assert all(any(isinstance(e, Finish) for e in ev) for ev in events[:2])
+
+
+def test_a_request_arriving_mid_generation_joins_and_leaves_first(tmp_path, tiny_llama_dir):
+    """Continuous batching: a request submitted while another decodes joins the running batch
+    at the next step, finishes first, and both texts equal greedy ``predict``."""
+    run_dir = make_run(tiny_llama_dir, tmp_path / "run", "causal_lm", {"name": "lora"}, 9)
+    engine = load_engine(run_dir)
+    slot = engine.slot("run")
+    rows: list[int] = []
+    worker = Worker(engine, max_rows=8, on_batch=rows.append)
+    order: list[str] = []
+    texts = {"long": "", "short": ""}
+
+    def sink(name):
+        def take(event):
+            if isinstance(event, Delta):
+                texts[name] += event.text
+                if name == "long" and not order:  # the long row decodes: send the short one
+                    order.append("short submitted")
+                    worker.submit(_job(slot, "good morning team", sink("short"), 3))
+            elif isinstance(event, Finish):
+                order.append(f"{name} finished ({event.reason})")
+
+        return take
+
+    worker.start()
+    worker.submit(_job(slot, "hello", sink("long"), 40))
+    worker.stop(120)
+    assert order == ["short submitted", "short finished (length)", "long finished (length)"]
+    assert rows[0] == 1 and 2 in rows and rows[-1] == 1  # joined, then left
+    loaded = tunelab.load(run_dir)
+    [long] = tunelab.predict(loaded, ["hello"], max_new_tokens=40)
+    [short] = tunelab.predict(loaded, ["good morning team"], max_new_tokens=3)
+    assert texts["long"].strip() == long["generated"]
+    assert texts["short"].strip() == short["generated"]

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +91,30 @@ def test_a_client_leaving_mid_stream_frees_its_slot(server):
     assert (
         httpx.post(f"{server.url}/v1/chat/completions", json=short, timeout=60).status_code == 200
     )
+
+
+def test_a_client_leaving_before_a_plain_answer_cancels_it(server):
+    """A non-streamed request whose client closes the connection is cancelled, not decoded."""
+    before = metric(_metrics(server), "tunelab_cancelled_total")
+    with httpx.stream(
+        "POST", f"{server.url}/v1/chat/completions", json={**BODY, "stream": True}, timeout=60
+    ) as busy:  # holds the only decoding row
+        lines = (line for line in busy.iter_lines() if line)
+        assert next(lines).startswith("data: ")
+        body = json.dumps(BODY).encode()
+        head = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", server.port)) as raw:
+            raw.sendall(head.encode() + body)
+            _wait(lambda: metric(_metrics(server), "tunelab_queue_length") == 1)
+        _wait(lambda: metric(_metrics(server), "tunelab_cancelled_total") >= before + 1)
+    _wait(lambda: metric(_metrics(server), "tunelab_batch_running_rows") == 0)
+    _wait(lambda: metric(_metrics(server), "tunelab_queue_length") == 0)
+    short = {**BODY, "max_tokens": 3}
+    answer = httpx.post(f"{server.url}/v1/chat/completions", json=short, timeout=60)
+    assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 3
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits(server):

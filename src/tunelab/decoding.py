@@ -181,6 +181,18 @@ class Sampling:
     seed: int | None = None
 
 
+def sample(rule: Sampling, logits: torch.Tensor, generator: torch.Generator | None) -> int:
+    """The next token by ``rule`` from one row's last logits (argmax when greedy)."""
+    if rule.temperature <= 0:
+        return int(logits.argmax())
+    probs = (logits.float() / rule.temperature).softmax(-1).cpu()
+    if rule.top_p < 1:
+        ordered, order = probs.sort(descending=True)
+        drop = ordered.cumsum(-1) - ordered >= rule.top_p  # keeps at least the top token
+        probs[order[drop]] = 0
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
 @dataclass
 class RowControl:
     """Per-row decoding for a batch of unrelated requests (serving).
@@ -201,15 +213,7 @@ class RowControl:
 
     def pick(self, row: int, logits: torch.Tensor) -> int:
         """The next token of ``row`` from its last logits (argmax when greedy)."""
-        rule = self.sampling[row]
-        if rule.temperature <= 0:
-            return int(logits.argmax())
-        probs = (logits.float() / rule.temperature).softmax(-1).cpu()
-        if rule.top_p < 1:
-            ordered, order = probs.sort(descending=True)
-            drop = ordered.cumsum(-1) - ordered >= rule.top_p  # keeps at least the top token
-            probs[order[drop]] = 0
-        return int(torch.multinomial(probs, 1, generator=self.generators[row]))
+        return sample(self.sampling[row], logits, self.generators[row])
 
     def generate_kwargs(self, prompt_width: int) -> dict[str, object]:
         """What ``model.generate`` takes to decode greedily over this control's choices."""

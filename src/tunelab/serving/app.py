@@ -3,8 +3,8 @@
 Each request is checked (size, JSON, types, model, limits) and answered with OpenAI's error
 shape on any problem; a valid one becomes a :class:`Job` for the batching worker, whose events
 come back through an asyncio queue, streamed as server-sent events or gathered into one
-answer. A streamed request whose client goes away is cancelled: its rows stop at the next
-step. Imported only once ``fastapi`` is known to be installed (``tunelab.serving.server``).
+answer. A request whose client goes away (streamed or not) is cancelled: its rows stop at the
+next step. Imported only once ``fastapi`` is known to be installed (``tunelab.serving.server``).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def make_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI:
     """The ASGI app serving ``engine``'s models (its worker starts with the app)."""
     settings = settings or ServeSettings()
     metrics = Metrics()
-    worker = Worker(engine.run, settings.max_queue, settings.max_batch, on_batch=metrics.batch)
+    worker = Worker(engine, settings.max_queue, settings.max_batch, on_batch=metrics.batch)
     metrics.gauges = {
         "tunelab_queue_length": lambda: worker.waiting,
         "tunelab_batch_running_rows": lambda: worker.busy,
@@ -313,7 +313,7 @@ class _Api:
             usage = bool(body.stream_options and body.stream_options.include_usage)
             stream = self._stream(job, events, Chunks(kind, body.model), prompt_tokens, usage)
             return StreamingResponse(stream, media_type="text/event-stream")
-        texts, reasons, completion = await self._collect(job, events)
+        texts, reasons, completion = await self._collect(request, job, events)
         self.metrics.count_tokens(prompt_tokens, completion)
         return full_response(kind, body.model, texts, reasons, prompt_tokens, completion)
 
@@ -331,12 +331,19 @@ class _Api:
             )
             raise ApiError(400, message, param, "context_length_exceeded")
 
-    async def _collect(self, job: Job, events: _Events) -> tuple[list[str], list[str], int]:
+    async def _collect(
+        self, request: Request, job: Job, events: _Events
+    ) -> tuple[list[str], list[str], int]:
+        """The job's texts, finish reasons and completion tokens; a client that disconnects
+        before the answer cancels the job (its rows stop at the next step)."""
         texts = [""] * len(job.choices)
         finishes: dict[int, Finish] = {}
         try:
             while len(finishes) < len(job.choices):
-                event = await events.queue.get()
+                event = await events.next(request)
+                if event is None:
+                    self.metrics.count_cancelled()
+                    raise ApiError(499, "the client disconnected", None, "client_disconnected")
                 if isinstance(event, Failed):
                     raise ApiError(500, event.message)
                 if isinstance(event, Delta):
@@ -385,6 +392,20 @@ class _Events:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.getter: asyncio.Future[Event] | None = None
+
+    async def next(self, request: Request, poll_s: float = 0.25) -> Event | None:
+        """The next event; None once the client has disconnected (checked every ``poll_s``)."""
+        if self.getter is None:
+            self.getter = asyncio.ensure_future(self.queue.get())
+        while True:
+            done, _ = await asyncio.wait({self.getter}, timeout=poll_s)
+            if done:
+                event, self.getter = self.getter.result(), None
+                return event
+            if await request.is_disconnected():
+                self.getter.cancel()
+                return None
 
     def sink(self, event: Event) -> None:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody listens any more

@@ -7,9 +7,11 @@ Each name is a :class:`Slot`: the loaded model, the PEFT adapter it activates (`
 the base model of a LoRA run, adapters bypassed) and the rendering of its own artifact, so
 every prompt is rendered and stopped as that artifact was trained.
 
-:meth:`Engine.run` executes one batch of jobs (on the worker's thread): jobs on the same model
-decode together; LoRA adapters without DoRA share one batch through PEFT's ``adapter_names``,
-others run one adapter at a time.
+:meth:`Engine.run` executes one batch of jobs to its end (``tunelab chat``, and the worker for
+what cannot batch continuously): jobs on the same model decode together; LoRA adapters without
+DoRA share one batch through PEFT's ``adapter_names``, others run one adapter at a time.
+:func:`continuous` says which jobs the worker may decode by continuous batching instead
+(:mod:`tunelab.serving.continuous`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +32,9 @@ from tunelab.export import artifact_dir
 from tunelab.inference import Loaded, add_adapter, load, position_limit, predict
 from tunelab.methods.artifacts import read_method_info
 from tunelab.methods.registry import get_method
+from tunelab.serving.continuous import BASE, Running, supports
 from tunelab.serving.images import pixel_inputs
 from tunelab.serving.jobs import Choice, Classified, Job
-
-BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 
 @dataclass
@@ -55,14 +57,37 @@ class Slot:
         """Decoded by forward passes (prefix tuning; see ``decoding.stepwise_greedy``)."""
         return self.adapter != BASE and get_method(self.loaded.method).decode_by_forward
 
-    @property
+    @cached_property
     def stop_ids(self) -> list[int]:
+        """EOS and end-of-turn ids (read once: the vocabulary scan costs ~0.1 s at 49k tokens)."""
         return stop_token_ids(self.loaded.tokenizer)
 
     @property
     def limit(self) -> int | None:
         """Prompt plus new tokens the model can attend to."""
         return position_limit(self.loaded)
+
+    @cached_property
+    def continuous(self) -> bool:
+        """Decodes by continuous batching: a plain model, or a LoRA adapter PEFT can mix
+        (not DoRA, prompt or prefix tuning), on a model with a plain ``DynamicCache``."""
+        plain = self.adapter is None and not get_method(self.loaded.method).decode_by_forward
+        return (
+            self.task != "classification"
+            and (plain or (self.mixable and self.loaded.method == "lora"))
+            and supports(self.loaded.model)
+        )
+
+    def running(self) -> Running:
+        """An empty continuous batch on this slot's model."""
+        tokenizer = self.loaded.tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        return Running(self.loaded.model, pad, peft=self.adapter is not None)
+
+
+def continuous(job: Job) -> bool:
+    """Whether the worker may decode ``job`` in a continuous batch."""
+    return job.kind == "generate" and job.slot.continuous
 
 
 class Engine:
@@ -99,6 +124,12 @@ def _groups(jobs: list[Job]) -> list[list[Job]]:
 def _generate(choices: list[Choice]) -> None:
     """Decode ``choices`` (one model): in one mixed batch when every adapter allows it."""
     slots = {id(c.job.slot): c.job.slot for c in choices}.values()
+    if all(slot.continuous for slot in slots):
+        running = next(iter(slots)).running()
+        running.admit(choices)
+        while running:
+            running.step()
+        return
     peft = any(slot.adapter is not None for slot in slots)
     if not peft or len(slots) == 1 or not all(slot.mixable for slot in slots):
         parts: dict[str | None, list[Choice]] = {}

@@ -99,7 +99,7 @@ class Metrics:
             for route, hist in sorted(self.latency.items()):
                 lines += hist.lines("tunelab_request_latency_seconds", f'route="{route}"')
             lines += [
-                "# HELP tunelab_batch_rows Rows decoded per batch.",
+                "# HELP tunelab_batch_rows Rows decoded together, per decoding step.",
                 "# TYPE tunelab_batch_rows histogram",
                 *self.batch_rows.lines("tunelab_batch_rows", ""),
             ]
