@@ -16,7 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 def train_and_read(args: list[str], out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run ``tunelab train ARGS`` (output in ``out``); its summary and test metrics."""
     command = [sys.executable, "-m", "tunelab.cli", "train", *args]
-    subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+        raise SystemExit(f"tunelab train {' '.join(args)} failed ({done.returncode}):\n{tail}")
     summary = json.loads((out / "train_summary.json").read_text())
     return summary, json.loads((out / "eval_results.json").read_text())["metrics"]
 

