@@ -86,8 +86,9 @@ class Slot:
 
 
 def continuous(job: Job) -> bool:
-    """Whether the worker may decode ``job`` in a continuous batch."""
-    return job.kind == "generate" and job.slot.continuous
+    """Whether the worker may decode ``job`` in a continuous batch (not with images: their
+    pixel values enter once, with the prompt, in the batch path)."""
+    return job.kind == "generate" and job.slot.continuous and not job.images
 
 
 class Engine:
