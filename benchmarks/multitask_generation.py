@@ -13,7 +13,7 @@ last weights are scored on each task's test split (``--test-samples`` seeded row
 perplexity and ROUGE-1/2/L of greedy generations against the reference. Prints each run,
 then mean ± spread per task and setting, and the multi - single difference.
 
-    nice -n 10 .venv/bin/python benchmarks/multitask_generation.py --seeds 1 --steps 15
+    nice -n 10 .venv/bin/python benchmarks/multitask_generation.py --seeds 1 --steps 8
 """
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ def base_raw(seed: int, steps: int, args: argparse.Namespace, out: Path) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=15, help="steps per task")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8, help="steps per task")
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=160)
-    parser.add_argument("--test-samples", type=int, default=40)
+    parser.add_argument("--test-samples", type=int, default=24)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-multitask-generation")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
