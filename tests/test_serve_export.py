@@ -102,7 +102,7 @@ def test_a_prompt_tuning_export_serves_as_its_run(tmp_path, tiny_llama_dir):
 
 
 def test_exports_tunelab_cannot_serve_are_refused_with_the_fix(exports, tmp_path, tiny_gpt2_dir):
-    runs, outs, _ = exports
+    outs = exports[1]
     old = tmp_path / "old-export"  # an export written before exports held the rendering
     shutil.copytree(outs["chat"], old)
     (old / "tunelab_method.json").unlink()
@@ -118,5 +118,5 @@ def test_exports_tunelab_cannot_serve_are_refused_with_the_fix(exports, tmp_path
     method = {"name": "adapter", "adapter": {"kind": "houlsby"}}
     adapter_run = make_run(tiny_gpt2_dir, tmp_path / "adapter", "causal_lm", method, 8)
     coded = export_run(adapter_run, tmp_path / "adapter-export")
-    with pytest.raises(TunelabError, match="generated modelling code.*serve the run itself"):
+    with pytest.raises(TunelabError, match=r"generated modelling code.*serve the run itself"):
         load_engine(coded)
