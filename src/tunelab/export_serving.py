@@ -42,7 +42,7 @@ def export_record(folder: Path, info: dict[str, Any]) -> dict[str, Any] | None:
         return info
     if has_generated_code(folder):
         return None
-    origin = {"method": info["method"], "settings": info["settings"]}
+    origin = info.get("exported_from") or {"method": info["method"], "settings": info["settings"]}
     return {**info, "method": "full", "settings": None, "exported_from": origin}
 
 
