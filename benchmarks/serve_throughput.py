@@ -89,9 +89,9 @@ def tunelab_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "tunelab.cli", *args]
 
 
-def prepare(work: Path, run: Path | None) -> tuple[Path, Path, Path, dict[str, Path]]:
-    """The LoRA run (trained once when not given), its merged export, the export as a run
-    tunelab serves, and 4 adapter dirs."""
+def prepare(work: Path, run: Path | None) -> tuple[Path, Path, dict[str, Path]]:
+    """The LoRA run (trained once when not given), its merged export (which every system
+    serves: ``tunelab serve`` takes the export folder) and 4 adapter dirs."""
     work.mkdir(parents=True, exist_ok=True)
     if run is None:
         run = work / "finetune"
@@ -106,28 +106,14 @@ def prepare(work: Path, run: Path | None) -> tuple[Path, Path, Path, dict[str, P
             ]
             subprocess.run(tunelab_cmd("train", str(CONFIG), *overrides), check=True, env=env())
     merged = work / "merged"
-    if not (merged / "config.json").is_file():
+    if not (merged / "tunelab_method.json").is_file():  # none yet, or an older export
         print("merging it with tunelab export ...", flush=True)
-        shutil.rmtree(merged, ignore_errors=True)
-        subprocess.run(tunelab_cmd("export", str(run), str(merged)), check=True, env=env())
-    served = as_full_artifact(run / "model", merged, work / "merged-run" / "model")
+        cmd = tunelab_cmd("export", str(run), str(merged), "--overwrite")
+        subprocess.run(cmd, check=True, env=env())
     adapters = {ADAPTERS[0]: run}
     for seed, name in enumerate(ADAPTERS[1:], start=1):
         adapters[name] = noised_copy(run / "model", work / f"adapter-{name}" / "model", seed)
-    return run, merged, served, adapters
-
-
-def as_full_artifact(lora: Path, merged: Path, target: Path) -> Path:
-    """The merged weights as a tunelab full-weight artifact (``tunelab serve`` takes a run or
-    an artifact folder): the export's files, the run's rendering, method ``full``."""
-    if not (target / "tunelab_method.json").is_file():
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(merged, target)
-        shutil.copy2(lora / "tunelab_rendering.json", target / "tunelab_rendering.json")
-        info = json.loads((lora / "tunelab_method.json").read_text(encoding="utf-8"))
-        info |= {"method": "full", "settings": None}
-        (target / "tunelab_method.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    return target.parent
+    return run, merged, adapters
 
 
 def noised_copy(source: Path, target: Path, seed: int) -> Path:
@@ -155,13 +141,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(
-    system: str, merged: Path, served: Path, run: Path, adapters: dict[str, Path], log: Path
-) -> Server:
+def start(system: str, merged: Path, run: Path, adapters: dict[str, Path], log: Path) -> Server:
     """Start one system's server and wait until it answers ``/health``."""
     port = free_port()
     if system == "tunelab":
-        cmd = tunelab_cmd("serve", str(served), "--name", "merged", "--port", str(port))
+        cmd = tunelab_cmd("serve", str(merged), "--name", "merged", "--port", str(port))
         model = "merged"
     elif system == "transformers":
         cmd = [str(Path(sys.executable).parent / "transformers"), "serve", str(merged)]
@@ -389,14 +373,14 @@ def main() -> None:
         return
     THREADS["n"] = args.threads
     levels = [int(c) for c in args.concurrency.split(",")]
-    run, merged, served, adapters = prepare(args.work_dir, args.run)
+    run, merged, adapters = prepare(args.work_dir, args.run)
     systems = args.systems.split(",")
     results: dict[str, list[dict[str, dict[str, Any]]]] = {s: [] for s in systems}
     log = args.work_dir / "servers.log"
     for round_ in range(args.rounds):
         for system in systems if round_ % 2 == 0 else systems[::-1]:
             began = time.monotonic()
-            server = start(system, merged, served, run, adapters, log)
+            server = start(system, merged, run, adapters, log)
             try:
                 results[system].append(
                     measure(

@@ -8,6 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
+import tunelab
 from serve_helpers import make_run
 from tunelab.cli import app
 from tunelab.data.templates import default_render
@@ -41,6 +42,8 @@ def test_lora_run_exports_an_adapter_with_its_chat_template(tmp_path, tiny_llama
     assert tok.apply_chat_template(MESSAGES, chat_template=stored, tokenize=False) == (
         trained.apply_chat_template(MESSAGES, tokenize=False)
     )
+    served = tunelab.predict(tunelab.load(out), ["hello", "good morning"], max_new_tokens=12)
+    assert served == tunelab.predict(tunelab.load(run), ["hello", "good morning"], 12)
 
 
 def test_default_template_is_written_as_jinja(tmp_path, plain_tokenizer_dir):

@@ -11,7 +11,9 @@ What is written is the method's ``export`` (:class:`tunelab.methods.base.Method`
 - prefix_tuning on an encoder (tunelab's own prefixes): exported like adapter, with generated
   code (``methods/encoder_prefix_export.py``); load it with ``trust_remote_code=True``.
 
-Every export holds ``tunelab_export.json`` (the run, the method and the files written). An
+Every export holds ``tunelab_export.json`` (the run, the method and the files written) and
+what tunelab needs to serve it as trained (``tunelab_rendering.json``, ``tunelab_method.json``;
+see :mod:`tunelab.export_serving`), so ``tunelab serve``/``load`` take an export too. An
 output folder that is not empty is refused, unless ``overwrite`` is set and it holds an earlier
 export and nothing else; the run itself (or a folder inside it) is never a valid output.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunelab.errors import TunelabError
+from tunelab.export_serving import not_servable, write_serving_files
 from tunelab.export_target import check_output, write_marker
 from tunelab.io import atomic_dir, recover_dir
 from tunelab.methods.artifacts import load_artifact, read_method_info
@@ -44,6 +47,9 @@ def artifact_dir(run_or_artifact: str | Path) -> Path:
         return path
     if not path.is_dir():
         raise TunelabError(f"{path}: no such run directory")
+    reason = not_servable(path)
+    if reason is not None:
+        raise TunelabError(reason)
     raise TunelabError(f"{path}: no trained model in it (expected {path / 'model'}); train first")
 
 
@@ -73,6 +79,7 @@ def export_run(
     artifact = Artifact(source, info, lambda: load_artifact(source))
     with atomic_dir(out) as tmp:
         note = method.export(artifact, tmp, out)
+        write_serving_files(tmp, source, info)
         write_marker(tmp, source, method.name)
     _say(console, note)
     return out

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tunelab.data.rendering import read_rendering
 from tunelab.errors import TunelabError
 from tunelab.export import artifact_dir, export_run
+from tunelab.export_serving import write_serving_files
 from tunelab.export_target import check_output, write_marker
 from tunelab.io import atomic_dir
 from tunelab.methods.artifacts import read_method_info
@@ -105,6 +106,7 @@ def export_for(
         (tmp / "chat_template.jinja").write_text(
             template or DEFAULT_TEMPLATE_JINJA, encoding="utf-8"
         )
+        write_serving_files(tmp, source, info)
         write_marker(tmp, source, method.name)
     if console is not None:
         console.print(

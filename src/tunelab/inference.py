@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tunelab.data.formats import convert_messages
-from tunelab.data.rendering import Rendering, read_rendering, render_prompt
+from tunelab.data.rendering import Rendering, legacy_rendering, read_rendering, render_prompt
 from tunelab.decoding import generate
 from tunelab.errors import TunelabError
 from tunelab.export import artifact_dir
@@ -92,15 +92,6 @@ def load(
     if rendering.chat_template:
         tokenizer.chat_template = rendering.chat_template
     return Loaded(model, tokenizer, info["task"], info["label_names"], info["method"], rendering)
-
-
-def legacy_rendering(info: dict[str, Any]) -> Rendering:
-    """The rendering of an artifact saved without ``tunelab_rendering.json`` (data defaults)."""
-    from tunelab.config import DataConfig
-
-    fmt = "classification" if info["task"] == "classification" else "chat"
-    data = DataConfig.model_validate({"path": "unused", "format": fmt})
-    return Rendering.from_config(data, None, info["label_names"])
 
 
 def add_adapter(model: nn.Module, name: str, path: Path) -> nn.Module:

@@ -61,6 +61,13 @@ class Rendering:
         return ChatRenderer(tokenizer, self.template, self.chat_template)
 
 
+def legacy_rendering(info: dict[str, Any]) -> Rendering:
+    """The rendering of an artifact saved without ``tunelab_rendering.json`` (data defaults)."""
+    fmt = "classification" if info["task"] == "classification" else "chat"
+    data = DataConfig.model_validate({"path": "unused", "format": fmt})
+    return Rendering.from_config(data, None, info["label_names"])
+
+
 def render_prompt(rendering: Rendering, tokenizer: Any, messages: Messages) -> str:
     """The generation prompt of a conversation (up to its last assistant turn), as in training.
 

@@ -9,7 +9,9 @@ import typer
 
 from tunelab.errors import TunelabError
 
-RunArg = Annotated[Path, typer.Argument(help="Run directory (or its model/ artifact folder).")]
+RunArg = Annotated[
+    Path, typer.Argument(help="Run directory, its model/ folder, or a tunelab export folder.")
+]
 AdapterOpt = Annotated[
     list[str] | None,
     typer.Option(
