@@ -47,7 +47,7 @@ def config(model: Path, folder: Path, out: Path, **sections) -> dict:
             "split": {"train": 0.8, "validation": 0.2, "test": 0.0},
             "cache_dir": str(out / "cache"),
         },
-        "train": {"max_steps": 6, "batch_size": 6, "lr": 5e-3, "eval_every": 6},
+        "train": {"max_steps": 3, "batch_size": 6, "lr": 5e-3, "eval_every": 3},
         "output": {"dir": str(out / "run"), "report": False},
     }
     for key, value in sections.items():
@@ -62,7 +62,7 @@ def config(model: Path, folder: Path, out: Path, **sections) -> dict:
 def test_trains_evaluates_predicts_and_exports(kind, method, models, images, tmp_path):
     cfg = load_config(config(models[kind], images, tmp_path, method={"name": method}))
     result = train(cfg)
-    assert result.steps == 6
+    assert result.steps == 3
     # the test split's predictions and metrics agree with each other
     rows = [
         json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
