@@ -57,15 +57,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "speech-wer")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--no-base", action="store_true", help="skip the base model's rows")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     table: dict[str, dict[str, Any]] = {}
-    base_cfg = run_config(args.out, "lora", args.steps)
-    table["base"] = {
-        "espeak": scores(evaluate_run(base_cfg)),
-        "pocketsphinx": scores(evaluate_run(base_cfg, overrides=[REAL])),
-    }
-    for method in METHODS:
+    if not args.no_base:
+        base_cfg = run_config(args.out, "lora", args.steps)
+        table["base"] = {
+            "espeak": scores(evaluate_run(base_cfg)),
+            "pocketsphinx": scores(evaluate_run(base_cfg, overrides=[REAL])),
+        }
+    for method in args.methods:
         path = run_config(args.out, method, args.steps)
         started = time.perf_counter()
         result = finetune(load_config(path))
