@@ -42,10 +42,13 @@ def save_tiny_image_model(kind: str, path: Path) -> Path:
             size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}
         )
     else:
-        config = MobileNetV2Config(image_size=SIZE, depth_multiplier=0.25, tf_padding=False)
+        config = MobileNetV2Config(
+            image_size=16, depth_multiplier=0.25, min_depth=4, finegrained_output=False
+        )
+        config.tf_padding = False  # as the converted torchvision weights (and PEFT's LoRA) need
         model = MobileNetV2ForImageClassification(config)
         processor = MobileNetV2ImageProcessor(
-            size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE}
+            size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}
         )
     model.save_pretrained(path)
     processor.save_pretrained(path)

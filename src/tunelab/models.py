@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.config import ModelConfig, Task
+from tunelab.config import DataConfig, ModelConfig, Task
 from tunelab.errors import TunelabError, first_line
 from tunelab.io import atomic_dir
 from tunelab.modalities.registry import modality_for
@@ -65,14 +65,15 @@ def load_tokenizer(model_cfg: ModelConfig) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_processor(model_cfg: ModelConfig, fmt: str | None) -> Any:
+def load_processor(model_cfg: ModelConfig, fmt: str | None, data: DataConfig | None = None) -> Any:
     """The tokenizer, or for a non-text data format its modality's processor (from
-    ``model.tokenizer`` when given, else the model directory)."""
+    ``model.tokenizer`` when given, else the model directory; ``data``'s settings applied)."""
     modality = modality_for(fmt)
     if modality is None:
         return load_tokenizer(model_cfg)
     quiet_transformers()
-    return modality.load_processor(tokenizer_source(model_cfg), model_cfg)
+    processor = modality.load_processor(tokenizer_source(model_cfg), model_cfg)
+    return modality.adjust_processor(processor, data) if data is not None else processor
 
 
 def ensure_pad_token(tok: PreTrainedTokenizerBase) -> None:

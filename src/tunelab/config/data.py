@@ -145,6 +145,11 @@ class DataConfig(Section):
         description="Which tokens carry the loss for instruction/chat/qa data.",
     )
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning steps.")
+    image_size: PositiveInt | None = Field(
+        default=None,
+        description="Image formats: resize images to this square size instead of the model "
+        "processor's (e.g. 112 for small images on a CPU); saved with the artifact.",
+    )
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig, description="Train-time image augmentation (off)."
     )

@@ -9,6 +9,7 @@ columns (file references; media are decoded at collate time).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,7 @@ def build_modal(
             examples = [row.data for row in rows_by_split[name]]
             columns = modality.encode(examples, processor, label_names, cfg)
             splits[name] = Dataset.from_dict(columns)
-            examples_by_split[name] = examples
+            examples_by_split[name] = [jsonable(ex) for ex in examples]
     report: dict[str, Any] = {
         "format": cfg.format,
         "rows": {name: len(ex) for name, ex in examples_by_split.items()},
@@ -61,6 +62,17 @@ def build_modal(
         report["labels"] = {name: label_counts(ex) for name, ex in examples_by_split.items()}
     report["warnings"] = label_warnings(report["labels"], label_names) if label_names else []
     return splits, examples_by_split, label_names, report
+
+
+def jsonable(example: dict[str, Any]) -> dict[str, Any]:
+    """The example for the report, cache and predictions: media bytes become a short tag
+    (the encoded columns keep the bytes)."""
+    return {
+        key: f"<{len(value)} bytes, sha256 {hashlib.sha256(value).hexdigest()[:12]}>"
+        if isinstance(value, bytes)
+        else value
+        for key, value in example.items()
+    }
 
 
 def load_source(cfg: DataConfig, modality: Modality, paths: list[Path], log: CleanLog) -> list[Row]:

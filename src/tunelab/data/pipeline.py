@@ -53,7 +53,7 @@ def prepare_data(cfg: RunConfig, tokenizer: Any = None) -> PreparedData:
     if tokenizer is None:
         from tunelab.models import load_processor
 
-        tokenizer = load_processor(cfg.model, cfg.data.format)
+        tokenizer = load_processor(cfg.model, cfg.data.format, cfg.data)
     path = cache_dir(cfg) / cache_key(cfg, sources, tokenizer)
     entry = load_entry(path)
     if entry is None:

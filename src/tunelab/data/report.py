@@ -37,7 +37,10 @@ def print_report(prepared: PreparedData, console: Console) -> None:
     source = "cache" if prepared.from_cache else "files"
     console.print(f"[bold]Data[/bold] ({report['format']}, from {source})")
     for name, rows in report["rows"].items():
-        stats = report["token_lengths"][name]
+        stats = report["token_lengths"].get(name)
+        if stats is None:  # a non-text format (images, audio): rows only
+            console.print(f"  {name}: {rows} rows")
+            continue
         console.print(
             f"  {name}: {rows} rows, tokens p50 {stats['p50']:g} / p90 {stats['p90']:g} / "
             f"max {stats['max']}, {report['truncated'][name]} truncated, "
@@ -54,12 +57,16 @@ def print_report(prepared: PreparedData, console: Console) -> None:
 def print_inspection(prepared: PreparedData, console: Console) -> None:
     """Tables: rows and token lengths per split, label distribution, cleaning with examples."""
     report = prepared.report
-    splits = Table(title=f"Splits (max_length {report['max_length']})")
+    limit = report.get("max_length")
+    splits = Table(title=f"Splits (max_length {limit})" if limit else "Splits")
     columns = ("split", "rows", "p50", "p90", "p99", "max", "truncated", "unknown tokens")
     for column in columns:
         splits.add_column(column, justify="left" if column == "split" else "right")
     for name, rows in report["rows"].items():
-        stats = report["token_lengths"][name]
+        stats = report["token_lengths"].get(name)
+        if stats is None:  # a non-text format: no token figures
+            splits.add_row(name, str(rows), *["-"] * (len(columns) - 2))
+            continue
         cells = [f"{stats[k]:g}" for k in ("p50", "p90", "p99")]
         unknown = f"{report['unk_rate'][name]:.1%}"
         splits.add_row(

@@ -107,7 +107,7 @@ def _evaluate_base(cfg: RunConfig, split: str | None, console: Console | None) -
 
     check_metrics(cfg)
     fmt = None if cfg.task_names else cfg.data.format
-    tokenizer = load_processor(cfg.model, fmt)
+    tokenizer = load_processor(cfg.model, fmt, None if cfg.task_names else cfg.data)
     prepared = prepare_data(cfg, tokenizer)
     model = load_model(cfg.model, cfg.task, prepared.label_names, fmt=fmt)
     results = evaluate_model(

@@ -11,7 +11,8 @@ required_columns,      data.modal_pipeline (through       raw rows -> canonical 
 folder_rows,           data.pipeline.build)               a bad file is ``BadFile``
 to_example,
 content_key
-load_processor         models.load_processor              the processor (not a tokenizer)
+load_processor,        models.load_processor              the processor (not a tokenizer),
+adjust_processor                                          with data settings applied
 fingerprint            data.cache.cache_key               the processor's part of the key
 encode                 data.modal_pipeline                examples -> dataset columns
 collator               train.rows (train and validation), batches of model inputs
@@ -140,6 +141,11 @@ class Modality:
     def load_processor(self, source: str, model_cfg: ModelConfig) -> Processor:
         """The processor of the model (or artifact) directory ``source``."""
         raise NotImplementedError
+
+    def adjust_processor(self, processor: Processor, data: DataConfig) -> Processor:
+        """The processor with the data section's settings applied (e.g. ``data.image_size``);
+        saved with the artifact, so predict and export see the same."""
+        return processor
 
     def fingerprint(self, processor: Processor) -> str:
         """A hash of what decides the encoded columns (for the data cache key)."""

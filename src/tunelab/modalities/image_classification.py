@@ -52,6 +52,16 @@ class ImageClassification(Modality):
             ) from None
         return Processor(inner)
 
+    def adjust_processor(self, processor: Processor, data: DataConfig) -> Processor:
+        """``data.image_size``: resize straight to that square (no centre crop)."""
+        if data.image_size is not None:
+            square = {"height": data.image_size, "width": data.image_size}
+            inner = processor.inner
+            inner.size, inner.do_center_crop = square, False
+            if getattr(inner, "crop_size", None) is not None:
+                inner.crop_size = square
+        return processor
+
     def collator(self, processor: Processor, data: DataConfig | None, train: bool) -> Collate:
         augment = data.augment if train and data is not None else None
         return ImageCollator(processor.inner, self.input_key, augment)
@@ -73,7 +83,14 @@ class ImageClassification(Modality):
         return AutoModelForImageClassification
 
     def method_config(self, method_cfg: MethodConfig, model: nn.Module) -> MethodConfig:
+        """LoRA targets per architecture; adapters only on transformers; BatchNorm statistics
+        frozen unless the method saves the whole model (its artifact keeps trained tensors
+        only, so statistics updated in training would be lost)."""
+        from tunelab.methods.registry import get_method
+
         name = method_cfg.name
+        if not get_method(name).whole_model:
+            freeze_batch_norm_statistics(model)
         if name == "adapter" and not hasattr(model.config, "hidden_size"):
             raise TunelabError(
                 f"method adapter needs a transformer backbone; {type(model).__name__} is a "
@@ -87,6 +104,15 @@ class ImageClassification(Modality):
 
     def loss_fn(self, chunk_size: int | None) -> Any:
         return pixel_classification_loss
+
+
+def freeze_batch_norm_statistics(model: nn.Module) -> None:
+    """Keep every BatchNorm layer's running mean/variance as loaded (``momentum`` 0)."""
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = 0.0
 
 
 def lora_targets(model: nn.Module) -> list[str]:

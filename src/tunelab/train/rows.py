@@ -40,5 +40,5 @@ def modal_collator(cfg: RunConfig, train: bool) -> Any:
     from tunelab.models import load_processor
 
     modality = modality_for(cfg.data.format)
-    processor = load_processor(cfg.model, cfg.data.format)
+    processor = load_processor(cfg.model, cfg.data.format, cfg.data)
     return modality.collator(processor, cfg.data, train)

@@ -110,7 +110,8 @@ def train(
     accelerator = backend.accelerator
     resume_from = prepare_run_dir(cfg, resume, accelerator, console)
     set_seed(cfg.train.seed)
-    tokenizer = load_processor(cfg.model, None if multi else cfg.data.format)
+    data_cfg = None if multi else cfg.data
+    tokenizer = load_processor(cfg.model, data_cfg.format if data_cfg else None, data_cfg)
     for name in cfg.task_names or [None]:
         template = template_note(cfg.for_task(name) if name else cfg, tokenizer)
         if template and accelerator.is_main_process:
