@@ -5,7 +5,7 @@ Fashion-MNIST images, plus a text-only baseline showing the answers use the imag
 
 For N test images per class (seeded) it asks "What item is shown?" and "Describe the image." of
 - the composed model before training (random projector),
-- the trained run (both stages),
+- the trained run (``runs/image-chat``: both stages; ``.../stages/1-align``: the projector only),
 - the trained run without the image (the same question, no image: the language model alone),
 and prints class accuracy (the answer names the image's class and no other), exact match of
 the answer, and BLEU / ROUGE-L of the captions. Greedy decoding, 12 new tokens.
@@ -126,17 +126,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--images-per-class", type=int, default=3)
+    parser.add_argument("--no-before", action="store_true", help="skip the untrained model")
     args = parser.parse_args()
     quiet_transformers()
     torch.manual_seed(0)
     rows = test_rows(args.images_per_class)
     loaded = tunelab.load(args.run)
-    base = LlavaForConditionalGeneration.from_pretrained(BASE).eval()
-    variants = {
-        "composed, before training": (base, MODALITY.load_processor(str(BASE), None), True),
-        "after both stages": (loaded.model, loaded.tokenizer, True),
-        "after both stages, no image (text-only)": (loaded.model, loaded.tokenizer, False),
-    }
+    variants = {}
+    if not args.no_before:
+        base = LlavaForConditionalGeneration.from_pretrained(BASE).eval()
+        variants["composed, before training"] = (
+            base,
+            MODALITY.load_processor(str(BASE), None),
+            True,
+        )
+    variants[f"{args.run}, with the image"] = (loaded.model, loaded.tokenizer, True)
+    variants[f"{args.run}, no image (text-only)"] = (loaded.model, loaded.tokenizer, False)
     table = {}
     for name, (model, processor, with_image) in variants.items():
         started = time.perf_counter()

@@ -1,5 +1,6 @@
-"""image_chat end to end on a tiny composed LLaVA: the two-stage recipe (projector, then LoRA on
-the language model), predict --image, serve with a data URL, and the bad inputs."""
+"""image_chat end to end on a tiny composed LLaVA: examples/image-chat.yaml's two-stage recipe
+(projector, then LoRA on the language model), predict --image, serve with a data URL, and the
+bad inputs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from rich.console import Console
 from safetensors.torch import load_file
 
@@ -19,6 +21,7 @@ from tunelab.config import load_config
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.modalities.image_chat import MODALITY
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "image-chat.yaml"
 QUESTION = "what colour is it"
 LM_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
@@ -37,32 +40,24 @@ def rows(tmp_path_factory) -> Path:
 
 
 def raw_config(model: Path, data: Path, out: Path, **extra: Any) -> dict[str, Any]:
-    """Stage ``align`` (the projector only), then stage ``lora`` (LoRA on all-linear, which
-    the modality narrows to the language model)."""
-    raw: dict[str, Any] = {
-        "model": {"name_or_path": str(model)},
-        "data": {
-            "path": str(data),
-            "format": "image_chat",
-            "max_length": 64,
-            "cache_dir": str(out.parent / "cache"),
-            "split": {"train": 0.75, "validation": 0.0, "test": 0.25, "seed": 0},
-        },
-        "method": {"name": "lora", "lora": {"r": 4, "alpha": 8}},
-        "train": {"batch_size": 3, "max_steps": 2, "lr": 1e-2, "report_to": []},
-        "eval": {"split": "test", "metrics": ["exact_match", "perplexity"]},
-        "output": {"dir": str(out)},
-        "stages": [
-            {
-                "name": "align",
-                "method": {
-                    "name": "freeze",
-                    "freeze": {"patterns": ["multi_modal_projector"], "train_head": False},
-                },
-            },
-            {"name": "lora"},
-        ],
+    """examples/image-chat.yaml (stage ``align``: the projector only; stage ``lora``: LoRA on
+    all-linear, which the modality narrows to the language model) on ``model`` and ``data``,
+    sized down: two steps a stage, r=4, fp32."""
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["model"] = {"name_or_path": str(model)}
+    raw["data"].pop("test_path")
+    raw["data"] |= {
+        "path": str(data),
+        "max_length": 64,
+        "cache_dir": str(out.parent / "cache"),
+        "split": {"train": 0.75, "validation": 0.0, "test": 0.25, "seed": 0},
     }
+    raw["method"]["lora"] = {"r": 4, "alpha": 8}
+    raw["train"] = {"batch_size": 3, "report_to": []}
+    for stage in raw["stages"]:
+        stage["train"] = {"max_steps": 2, "lr": 1e-2}
+    raw["eval"] = {"split": "test", "metrics": ["exact_match", "perplexity"]}
+    raw["output"] = {"dir": str(out)}
     for key, value in extra.items():
         raw[key] = {**raw.get(key, {}), **value}
     return raw
