@@ -204,6 +204,10 @@ def test_packing_and_virtual_tokens_are_refused(tmp_path, llava_dir, rows):
         ConfigError, match=r"train\.packing does not apply to data\.format image_chat"
     ):
         load_config(raw_config(llava_dir, rows, tmp_path / "a", train={"packing": True}))
+    with pytest.raises(
+        ConfigError, match=r"train\.loss_chunk_size .* does not apply to data\.format image_chat"
+    ):
+        load_config(raw_config(llava_dir, rows, tmp_path / "c", train={"loss_chunk_size": 256}))
     raw = raw_config(llava_dir, rows, tmp_path / "b")
     raw["method"] = {"name": "prompt_tuning"}
     raw.pop("stages")
@@ -215,14 +219,15 @@ def test_packing_and_virtual_tokens_are_refused(tmp_path, llava_dir, rows):
 def test_real_composed_model_reads_fashion_images(tmp_path):
     """The shipped DINOv2-S + SmolLM2 composition through tunelab's data and model paths: 64
     image tokens per 112 px image, a finite loss that depends on the image, generation."""
+    from multimodal_assets import DATA as data
+    from multimodal_assets import data_file
+    from multimodal_assets import model_dir as asset_dir
     from tunelab.decoding import generate
     from tunelab.models import load_model, load_processor
     from tunelab.train.loss import lm_loss
 
-    root = Path(__file__).resolve().parents[1] / "examples"
-    model_dir, data = root / "models" / "llava_dinov2_smollm2", root / "data" / "generated"
-    if not (model_dir / "config.json").is_file() or not (data / "image_chat_test.jsonl").is_file():
-        pytest.skip("run scripts/install.sh --multimodal (composed model + image_chat data)")
+    model_dir = asset_dir("llava_dinov2_smollm2")
+    data_file("image_chat_test.jsonl")
     raw = raw_config(model_dir, data / "image_chat_test.jsonl", tmp_path / "run")
     raw["data"] |= {"max_samples": 8, "max_length": 160}
     cfg = load_config(raw)

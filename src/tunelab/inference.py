@@ -321,7 +321,9 @@ def predict_cli(
     if media:
         rows = media_rows(input, media)
     elif input is None:
-        raise TunelabError("predict needs --input (or --image FILE for an image model)")
+        raise TunelabError(
+            "predict needs --input (or --image FILE for an image model, --audio FILE for speech)"
+        )
     else:
         rows = read_input_rows(input)  # an unreadable file fails before the model loads
     adapters = dict([resolve_adapter(run_dir, adapter)]) if adapter else None

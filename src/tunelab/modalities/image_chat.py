@@ -82,7 +82,7 @@ class ImageChat(Modality):
     format = "image_chat"
     task = "causal_lm"
     input_key = "image"  # predict --image FILE
-    chunked_loss = True  # accepted; LLaVA takes the full-logits loss (tunelab.train.loss)
+    chunked_loss = False  # LLaVA's image features enter before the decoder: full logits
 
     def required_columns(self, columns: ColumnsConfig) -> dict[str, str]:
         return {"messages": columns.messages}
