@@ -1,6 +1,8 @@
 """Screenshots of a run's report for the docs: ``python scripts/report_screenshot.py
 RUN_DIR OUT.png [SECTION ...]`` writes RUN_DIR/report.html, then saves the whole page, or
-each named section (summary, curves, evaluation, data...) as OUT-SECTION.png. Needs Chromium."""
+each named section (summary, curves, evaluation, data...) as OUT-SECTION.png. Given a page
+instead of RUN_DIR (``SWEEP_DIR/report.html``, a comparison), it shoots that page as it is.
+Needs Chromium."""
 
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from tunelab.report import write_report
 
 
 def main() -> None:
-    run_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
+    source, out = Path(sys.argv[1]), Path(sys.argv[2])
     sections = sys.argv[3:]
-    page = write_report([run_dir])
+    page = source if source.suffix == ".html" else write_report([source])
     driver = open_chromium()
     try:
         errors = load(driver, page)
