@@ -130,6 +130,15 @@ def test_a_stopped_sweep_resumes_and_tabulates_every_run(tmp_path, tiny_bert_dir
     assert bitfit["trainable_params"] < full["trainable_params"] / 10
     assert bitfit["artifact_mb"] < full["artifact_mb"] / 5
 
+    # stopped during its final evaluation: trained, no eval_results.json; resuming evaluates it
+    results = sweep_dir / "full" / "eval_results.json"
+    accuracy = json.loads(results.read_text())["metrics"]["accuracy"]
+    results.unlink()
+    again = sweep(config, sets)
+    assert again.complete and [r["status"] for r in again.rows] == ["skipped", "skipped"]
+    assert json.loads(results.read_text())["metrics"]["accuracy"] == accuracy
+    assert again.rows[0]["eval.accuracy"] == accuracy
+
 
 def _bert_params(model_dir: Path) -> int:
     """The tiny BERT's parameters with a three-class head, counted here."""

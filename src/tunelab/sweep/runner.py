@@ -82,7 +82,7 @@ def train_run(plan: SweepPlan, run: PlannedRun, stop: StopRequest, console: Cons
 
     if finished_run(run.cfg) is not None:
         console.print(f"{run.cfg.run_dir}: already trained, skipped", soft_wrap=True)
-        return SKIPPED
+        return SKIPPED if evaluated(run, stop, console) else STOPPED
     overrides = [f"{key}={value}" for key, value in run.settings.items()]
     overrides.append(f"output.dir={run.cfg.run_dir}")
     command = [sys.executable, "-m", "tunelab.cli", "train", str(plan.config), *overrides]
@@ -95,13 +95,31 @@ def train_run(plan: SweepPlan, run: PlannedRun, stop: StopRequest, console: Cons
         if proc.poll() is None:  # a second Ctrl-C: abort the run at once
             proc.kill()
             proc.wait()
-    if finished_run(run.cfg) is not None:
-        return FINISHED
+    if finished_run(run.cfg) is not None and not stop:
+        return FINISHED if evaluated(run, stop, console) else STOPPED
     if code == 0 or stop:  # stopped (at a checkpoint once training began)
         stop.signal_name = stop.signal_name or "SIGTERM"  # a signal sent to the run itself
         return STOPPED
     console.print(f"[red]sweep run {run.name} failed (exit status {code})[/]", soft_wrap=True)
     return FAILED
+
+
+def evaluated(run: PlannedRun, stop: StopRequest, console: Console) -> bool:
+    """Whether a trained run has its end-of-training evaluation (``eval.at_end``); a run
+    stopped before it wrote ``eval_results.json`` is evaluated now (``tunelab eval``)."""
+    cfg = run.cfg
+    if not cfg.eval.at_end or cfg.task_names or (cfg.run_dir / "eval_results.json").is_file():
+        return True
+    console.print(f"{cfg.run_dir}: trained but not evaluated; evaluating", soft_wrap=True)
+    command = [sys.executable, "-m", "tunelab.cli", "eval", str(cfg.run_dir)]
+    proc = subprocess.Popen(command, env=launch_env(os.environ) or dict(os.environ))
+    try:
+        code = wait(proc, stop)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return code == 0 and (cfg.run_dir / "eval_results.json").is_file()
 
 
 def wait(proc: subprocess.Popen, stop: StopRequest) -> int:
