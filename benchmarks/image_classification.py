@@ -7,6 +7,7 @@ backbone with its new, untrained head (``tunelab eval CONFIG``). Needs the asset
 
     python benchmarks/image_classification.py                # every row of RUNS
     python benchmarks/image_classification.py --only dinov2  # rows whose model matches
+    python benchmarks/image_classification.py --method full  # rows of one method
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ EXAMPLE = Path(__file__).parents[1] / "examples" / "image-classification.yaml"
 # (model dir under examples/models, method or "before", method settings, steps, image size, lr)
 RUNS: list[tuple[str, str, dict[str, Any], int, int, float]] = [
     ("mobilenet_v2", "before", {}, 0, 112, 0.0),
-    ("mobilenet_v2", "freeze", {"top_n_layers": 0}, 60, 112, 3e-3),
-    ("mobilenet_v2", "lora", {}, 20, 112, 2e-3),
+    ("mobilenet_v2", "freeze", {"top_n_layers": 0}, 150, 112, 3e-3),
+    ("mobilenet_v2", "lora", {}, 150, 112, 2e-3),
+    ("mobilenet_v2", "bitfit", {}, 150, 112, 3e-3),
+    ("mobilenet_v2", "full", {}, 150, 112, 1e-3),
     ("dinov2_small", "before", {}, 0, 56, 0.0),
-    ("dinov2_small", "freeze", {"top_n_layers": 0}, 60, 56, 3e-3),
-    ("dinov2_small", "lora", {}, 20, 56, 1e-3),
+    ("dinov2_small", "freeze", {"top_n_layers": 0}, 150, 56, 3e-3),
+    ("dinov2_small", "lora", {}, 150, 56, 1e-3),
+    ("dinov2_small", "bitfit", {}, 150, 56, 3e-3),
+    ("dinov2_small", "full", {}, 150, 56, 1e-4),
 ]
 
 
@@ -80,10 +85,11 @@ def run(row: tuple, root: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run the rows whose model name contains this")
+    parser.add_argument("--method", help="run the rows of this method only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tunelab-image-") as tmp:
         for row in RUNS:
-            if args.only is None or args.only in row[0]:
+            if (args.only is None or args.only in row[0]) and args.method in (None, row[1]):
                 print(json.dumps(run(row, Path(tmp))), flush=True)
 
 

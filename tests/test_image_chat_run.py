@@ -141,6 +141,13 @@ def test_serve_reads_a_data_url_image(run, rows, tiny_llama_dir, tmp_path):
         parts[0]["image_url"]["url"] = "https://example.com/cat.png"
         refused = client.post("/v1/chat/completions", json=body)
         assert refused.status_code == 400 and "data:image" in refused.json()["error"]["message"]
+        parts[0]["image_url"]["url"] = "data:image/png;base64,AAAA"  # decodes, not an image
+        refused = client.post("/v1/chat/completions", json=body)
+        message = refused.json()["error"]["message"]
+        assert refused.status_code == 400 and "cannot read image image_url 1" in message
+        assert "data cache" not in message  # not the training data's advice
+        assert client.post("/v1/chat/completions", json={**body, "messages": [
+            {"role": "user", "content": [parts[1]]}]}).status_code == 200  # fmt: skip
 
 
 def test_a_text_model_refuses_image_parts(tiny_llama_dir, tmp_path, rows):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tunelab.data.formats import InvalidRow
-from tunelab.errors import TunelabError
 from tunelab.serving.schemas import ImagePart, Message, TextPart
 
 if TYPE_CHECKING:
@@ -57,15 +56,15 @@ def placeholder_messages(messages: list[Message]) -> tuple[list[dict[str, Any]],
 def image_prompt(loaded: Loaded, messages: list[Message]) -> tuple[list[int], list[str]]:
     """The prompt's token ids (image tokens expanded) and its image URLs (each checked to
     decode); raises ``InvalidRow`` for a bad message or image."""
+    import io
+
     from tunelab.inference import encode_messages
-    from tunelab.modalities.image_chat_rows import expand_images, open_image
+    from tunelab.modalities.image_chat_rows import data_url_bytes, expand_images
+    from tunelab.modalities.images import check_image
 
     turns, urls = placeholder_messages(messages)
-    for url in urls:
-        try:
-            open_image(url)
-        except TunelabError as exc:
-            raise InvalidRow(str(exc)) from None
+    for n, url in enumerate(urls, start=1):
+        check_image(io.BytesIO(data_url_bytes(url)), f"image_url {n} of the request")
     ids = encode_messages(loaded, turns)
     tokens = loaded.tokenizer.tokens
     if ids.count(tokens.token_id) != len(urls):
