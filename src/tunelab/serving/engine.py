@@ -125,7 +125,7 @@ def _groups(jobs: list[Job]) -> list[list[Job]]:
 def _generate(choices: list[Choice]) -> None:
     """Decode ``choices`` (one model): in one mixed batch when every adapter allows it."""
     slots = {id(c.job.slot): c.job.slot for c in choices}.values()
-    if all(slot.continuous for slot in slots) and not any(c.job.images for c in choices):
+    if all(continuous(c.job) for c in choices):
         running = next(iter(slots)).running()
         running.admit(choices)
         while running:
