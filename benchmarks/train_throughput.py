@@ -55,6 +55,7 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "tunelab": {},
     "tunelab-nochunk": {"loss_chunk_size": 0},
     "tunelab-random": {"group_by_length": False},
+    "tunelab-torchdrop": {"fast_dropout": False},
 }
 # environment switches: tunelab on glibc's malloc instead of the tunelab command's tcmalloc
 ENV_SWITCHES: dict[str, dict[str, str]] = {"tunelab-glibc": {"TUNELAB_ALLOCATOR": "system"}}
@@ -63,7 +64,10 @@ Results = dict[str, list[dict[str, Any]]]
 
 def plan(quick: bool, rounds: int) -> list[list[Job]]:
     """Groups of jobs; the systems of a group alternate round by round, groups run in order."""
-    lm = ("tunelab", "tunelab-nochunk", "tunelab-glibc", "hf-grouped", "hf", "trl")
+    lm = (
+        "tunelab", "tunelab-nochunk", "tunelab-torchdrop", "tunelab-glibc", "hf-grouped", "hf",
+        "trl",
+    )  # fmt: skip
     if quick:
         return [[Job(s, "llama", rows=48) for s in lm]]
     extra = ("tunelab-random", "hf-grouped+tcmalloc")
@@ -279,6 +283,7 @@ def print_targets(prefix: str, rows: dict[str, dict[str, float]]) -> None:
         line("control: peak RSS HF grouped on tcmalloc / on glibc", v, None)
     for variant, switch in (
         ("tunelab-nochunk", "loss_chunk_size"),
+        ("tunelab-torchdrop", "fast_dropout adapters"),
         ("tunelab-random", "group_by_length"),
         ("tunelab-glibc", "tcmalloc allocator"),
     ):

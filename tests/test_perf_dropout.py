@@ -179,3 +179,61 @@ def test_train_fast_dropout_switch_changes_the_masks_not_the_learning(tiny_bert_
     for losses in curves.values():
         assert len(losses) == 6 and all(map(math.isfinite, losses))
         assert losses[-1] < losses[0]
+
+
+def _dropout_owners(model: nn.Module) -> dict[str, type]:
+    return {n: type(m) for n, m in model.named_modules() if isinstance(m, nn.Dropout)}
+
+
+def test_adapter_scope_swaps_only_the_dropout_lora_adds():
+    """``scope="adapters"``: LoRA's ``lora_dropout`` gets cheap masks; BERT's own hidden and
+    attention dropout and its SDPA attention stay torch's."""
+    from peft import LoraConfig, get_peft_model
+
+    base = tiny_model(
+        "bert", 120, max_position_embeddings=512, hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+    )  # fmt: skip
+    attention = base.config._attn_implementation
+    model = get_peft_model(base, LoraConfig(r=4, lora_dropout=0.2, target_modules=["query"]))
+    before = _dropout_owners(model)
+    swapped = use_fast_dropout(model, "adapters")
+    after = _dropout_owners(model)
+    lora = {n for n in before if ".lora_dropout." in n}
+    assert lora and swapped == len(lora)
+    assert all(after[n] is FastDropout for n in lora)
+    assert all(after[n] is nn.Dropout for n in before if n not in lora)
+    assert model.config._attn_implementation == attention != ATTENTION_NAME
+    assert all(m.p == 0.2 for n, m in model.named_modules() if n in lora)
+
+
+def test_adapter_scope_covers_bottleneck_adapters():
+    from tunelab.methods.adapter import AdapterSettings, apply_adapter
+
+    model = tiny_model("llama", 120)  # Llama has no dropout modules of its own
+    assert not _dropout_owners(model)
+    model = apply_adapter(model, AdapterSettings(dropout=0.1), "causal_lm")
+    adapters = set(_dropout_owners(model))
+    assert adapters and use_fast_dropout(model, "adapters") == len(adapters)
+    assert set(_dropout_owners(model).values()) == {FastDropout}
+
+
+def test_default_fast_dropout_masks_lora_dropout_in_a_run(tiny_llama_dir, tmp_path):
+    """The default (``adapters``) changes LoRA's masks against torch's dropout (``false``), and
+    on a model without dropout of its own (Llama) it equals ``true`` exactly."""
+    from train_helpers import lm_config, metrics, write_text_data
+    from tunelab.train import train
+
+    data = write_text_data(tmp_path / "text.jsonl", n=32)
+    curves = {}
+    for name, fast in (("default", None), ("all", True), ("torch", False)):
+        cfg = lm_config(tiny_llama_dir, data, tmp_path / name, {"max_steps": 4})
+        cfg.method.lora.dropout = 0.3
+        if fast is not None:
+            cfg.train.fast_dropout = fast
+        assert cfg.train.fast_dropout == ("adapters" if fast is None else fast)
+        train(cfg, resume=False)
+        curves[name] = [r["loss"] for r in metrics(tmp_path / name)]
+    assert curves["default"] == curves["all"]
+    assert curves["default"] != curves["torch"]
+    assert all(len(c) == 4 and all(map(math.isfinite, c)) for c in curves.values())

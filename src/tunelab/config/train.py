@@ -167,11 +167,12 @@ class TrainConfig(Section):
         "fp32 logits (same values; 0 or null: off, the full-logits loss).",
     )
     compile: bool = Field(default=False, description="torch.compile the model (falls back).")
-    fast_dropout: bool = Field(
-        default=False,
-        description="On CPU, draw dropout masks from cheap random bits and keep SDPA attention "
-        "fused when no dropout applies (same drop probability to 2^-16; opt-in, see "
-        "docs/performance.md).",
+    fast_dropout: bool | Literal["adapters"] = Field(
+        default="adapters",
+        description="On CPU, draw dropout masks from cheap random bits (same drop probability "
+        "to 2^-16): 'adapters' (default) for the dropout the method adds (LoRA's, adapters'); "
+        "true for all dropout, the model's attention too (opt-in, see docs/performance.md); "
+        "false: torch's sampler everywhere.",
     )
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
 

@@ -14,13 +14,15 @@ generator, so seeds, checkpoints and exact resume work as before.
 :func:`use_fast_dropout` swaps a model's ``nn.Dropout`` modules for :class:`FastDropout` and
 its SDPA attention for :func:`sdpa_with_fast_dropout`, which runs plain SDPA (fused kernel)
 whenever no dropout applies (evaluation, or p = 0) and otherwise the same math as SDPA with
-:func:`fast_dropout` on the probabilities. GPUs keep torch's own kernels (their SDPA fuses
-dropout).
+:func:`fast_dropout` on the probabilities. With ``scope="adapters"`` (``train.fast_dropout``'s
+default) it swaps only the dropout the method added (LoRA's ``lora_dropout``, the bottleneck
+adapters'), leaving the model's own dropout and attention to torch. GPUs keep torch's own
+kernels (their SDPA fuses dropout).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -156,18 +158,36 @@ def register_attention() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION_NAME, sdpa_mask)
 
 
-def use_fast_dropout(model: nn.Module) -> int:
+def use_fast_dropout(model: nn.Module, scope: Literal["all", "adapters"] = "all") -> int:
     """Swap ``nn.Dropout`` modules for :class:`FastDropout` and SDPA attention for
-    :func:`sdpa_with_fast_dropout`; return how many dropout modules were swapped."""
+    :func:`sdpa_with_fast_dropout`; return how many dropout modules were swapped.
+
+    ``scope="adapters"``: only the dropout inside the method's layers (PEFT tuner layers such
+    as LoRA's ``lora_dropout``, bottleneck adapters); the model's dropout and attention stay.
+    """
+    owners = adapter_layers(model) if scope == "adapters" else [model]
     swapped = 0
-    for module in model.modules():
-        for name, child in list(module.named_children()):
-            if type(child) is nn.Dropout:
-                setattr(module, name, FastDropout(child.p, child.inplace).train(child.training))
-                swapped += 1
+    for owner in owners:
+        for module in owner.modules():
+            for name, child in list(module.named_children()):
+                if type(child) is nn.Dropout:
+                    fast = FastDropout(child.p, child.inplace).train(child.training)
+                    setattr(module, name, fast)
+                    swapped += 1
+    if scope == "adapters":
+        return swapped
     for module in model.modules():
         config = getattr(module, "config", None)
         if getattr(config, "_attn_implementation", None) == "sdpa":
             register_attention()
             config._attn_implementation = ATTENTION_NAME
     return swapped
+
+
+def adapter_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers a parameter-efficient method added: PEFT tuner layers, bottleneck adapters."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from tunelab.methods.adapter_layers import Bottleneck
+
+    return [m for m in model.modules() if isinstance(m, BaseTunerLayer | Bottleneck)]

@@ -228,7 +228,7 @@ def build_loop(
         data = train_data(cfg, splits["train"], model, pad_token_id, accelerator)
     total_steps = total_steps_for(cfg.train, data.batches_per_epoch)
     if cfg.train.fast_dropout and accelerator.device.type == "cpu":
-        use_fast_dropout(model)
+        use_fast_dropout(model, "all" if cfg.train.fast_dropout is True else "adapters")
     model = backend.shard(model)  # before the optimizer is built over its parameters
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train, total_steps)
