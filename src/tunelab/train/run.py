@@ -23,6 +23,7 @@ from tunelab.train.backends.registry import start_backend
 from tunelab.train.checkpoint import (
     checkpoints_dir,
     config_hash,
+    hash_matches,
     latest_checkpoint,
     load_checkpoint,
     load_weights,
@@ -406,7 +407,9 @@ def finished_run(cfg: RunConfig) -> dict[str, Any] | None:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return None
-    if not isinstance(summary, dict) or summary.get("config_hash") != config_hash(cfg):
+    if not isinstance(summary, dict) or not hash_matches(
+        cfg, summary.get("config_hash"), cfg.run_dir
+    ):
         return None
     if summary.get("stop_reason") == "early_stopped":
         return summary
