@@ -107,7 +107,9 @@ def save_results(
 
         final_metrics = evaluate_model(cfg, model, tokenizer, prepared, console=console)
     best = {cfg.train.early_stopping.metric: stopper.best} if stopper.best is not None else {}
-    write_model_card(cfg.run_dir, cfg, {**best, **(final_metrics or {})})
+    card = write_model_card(cfg.run_dir, cfg, {**best, **(final_metrics or {})})
+    if card.name != "README.md":
+        console.print(f"model card: {card} ({card.with_name('README.md')} is not tunelab's: kept)")
     if cfg.eval.prompting_baseline:
         from tunelab.evaluate import compare_prompting
 
