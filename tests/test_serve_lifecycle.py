@@ -73,6 +73,10 @@ def test_long_request_runs_to_its_length(long_answer):
     assert long_answer["usage"]["completion_tokens"] == LONG
 
 
+def test_the_server_log_has_no_bitsandbytes_notice(server, long_answer):
+    assert "gemm_4bit_forward" not in server.stderr()  # tests/test_library_logs.py
+
+
 def test_a_full_queue_answers_503(server, long_answer):
     expected = long_answer
     with ThreadPoolExecutor(8) as pool:
