@@ -51,7 +51,7 @@ from tunelab.train.oom import InjectedOom
 from tunelab.train.optim import build_optimizer
 from tunelab.train.precision import compile_model, precision_warning
 from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
-from tunelab.train.results import run_summary, save_results
+from tunelab.train.results import run_summary, run_unit, save_results
 from tunelab.train.rows import training_rows, validation_collate
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.schedule import build_scheduler, reschedule
@@ -149,6 +149,7 @@ def train(
         cfg.train.log_every,
         stage,
         report=run_report(cfg, console),
+        unit=run_unit(cfg),
     ) as monitor:
         reason = fit(loop, state, stopper, monitor)
     if reason == "interrupted":
