@@ -85,8 +85,9 @@ def added_at_default(model: BaseModel, saved: dict[str, Any], prefix: str = "") 
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         if name not in saved:
-            default = None if field.is_required() else field.get_default(call_default_factory=True)
-            if not field.is_required() and _jsonable(value) == _jsonable(default):
+            if not field.is_required() and _jsonable(value) == _jsonable(
+                field.get_default(call_default_factory=True)
+            ):
                 found.add(prefix + name)
         elif isinstance(value, BaseModel) and isinstance(saved[name], dict):
             found |= added_at_default(value, saved[name], f"{prefix}{name}.")
@@ -178,13 +179,15 @@ def settings_diff(stored: dict[str, Any], cfg: RunConfig) -> dict[str, tuple[Any
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Flat dotted keys back into nested dicts (a key under a non-dict value is dropped)."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
         *parents, name = key.split(".")
-        node = nested
+        node: Any = nested
         for part in parents:
-            node = node.setdefault(part, {})
-        node[name] = value
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node[name] = value
     return nested
 
 
