@@ -36,6 +36,24 @@ def test_all_converts_what_is_missing_and_skips_what_exists(tmp_path, monkeypatc
     assert (out / "dinov2_small" / "keep.txt").read_text() == "mine"
 
 
+def test_a_conversion_prints_one_line_and_nothing_else(tmp_path) -> None:
+    """What the install shows of a converter: its one line; no Transformers fallback
+    warnings, progress bars, nor DeepSpeed's "Setting accelerator to CPU" (save_pretrained
+    imports DeepSpeed wherever it is installed)."""
+    torch.save(TorchvisionMobileNetV2().state_dict(), tmp_path / "mobilenet_v2.pth")
+    labels = tmp_path / "classes.txt"
+    labels.write_text("".join(f"name {i}\n" for i in range(1000)))
+    out = tmp_path / "model"
+    result = subprocess.run(
+        [sys.executable, "-m", "tunelab.convert", "mobilenet_v2", "--source", str(tmp_path / "mobilenet_v2.pth"), "--out", str(out), "--labels", str(labels)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"mobilenet_v2: wrote {out}"]
+    assert result.stderr == ""
+    assert (out / "model.safetensors").is_file()
+
+
 def test_a_missing_source_exits_2_with_one_line(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tunelab.convert", "dinov2_small", "--source", str(tmp_path / "x.onnx"), "--out", str(tmp_path / "o")],

@@ -79,6 +79,12 @@ def test_stage_one_trains_only_the_projector(run, llava_dir):
     assert changed == projector and len(projector) == 4
 
 
+def test_throughput_counts_tokens_images_included(run):
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["throughput_unit"] == "tokens"  # text and image tokens of the LM's input
+    assert summary["input_tokens"] > 2 * 2 * 3  # more than one token an example
+
+
 def test_stage_two_puts_lora_on_the_language_model_only(run):
     adapter = json.loads((run / "model" / "adapter_config.json").read_text())
     targets = {name.rsplit(".", 1)[-1] for name in adapter["target_modules"]}

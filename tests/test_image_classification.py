@@ -63,6 +63,8 @@ def test_trains_evaluates_predicts_and_exports(kind, method, models, images, tmp
     cfg = load_config(config(models[kind], images, tmp_path, method={"name": method}))
     result = train(cfg)
     assert result.steps == 3
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["throughput_unit"] == "examples"  # images have no input tokens
     # the test split's predictions and metrics agree with each other
     rows = [
         json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()

@@ -14,6 +14,7 @@ from safetensors import safe_open
 from method_helpers import LABELS, batch, build, logits, perturb
 from tunelab.methods.artifacts import load_artifact, save_artifact, write_model_card
 from tunelab.models import load_tokenizer
+from tunelab.train.previous_run import clear_outputs
 
 CASES = [
     ("llama", "causal_lm", {"name": "full"}),
@@ -123,6 +124,37 @@ def test_model_card(tmp_path, tiny_bert_dir):
     assert f"`{tiny_bert_dir}`" in text and "- lora" in text and "- r: `4`" in text
     assert "| eval_accuracy | 0.8125 |" in text
     assert "format: classification" in text
+
+
+def test_model_card_keeps_a_readme_tunelab_did_not_write(tmp_path, tiny_bert_dir):
+    cfg, _ = build(tiny_bert_dir, "classification", {"name": "lora", "lora": {"r": 4}}, tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    mine = "# my project\n\nNotes I wrote myself.\n"
+    (run / "README.md").write_text(mine, encoding="utf-8")
+    path = write_model_card(run, cfg, {"eval_accuracy": 0.5})
+    assert (run / "README.md").read_text(encoding="utf-8") == mine
+    assert path == run / "README.tunelab.md"
+    assert "Fine-tuned with tunelab." in path.read_text() and "| eval_accuracy | 0.5000 |" in (
+        path.read_text()
+    )
+    again = write_model_card(run, cfg, {"eval_accuracy": 0.75})  # the side card is replaced
+    assert again == path and "| eval_accuracy | 0.7500 |" in again.read_text()
+    assert (run / "README.md").read_text(encoding="utf-8") == mine
+    assert clear_outputs(run) == ["README.tunelab.md"]  # tunelab's card only
+    assert (run / "README.md").read_text(encoding="utf-8") == mine
+
+
+def test_model_card_replaces_tunelab_own_earlier_card(tmp_path, tiny_bert_dir):
+    cfg, _ = build(tiny_bert_dir, "classification", {"name": "lora", "lora": {"r": 4}}, tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    first = write_model_card(run, cfg, {"eval_accuracy": 0.5})
+    second = write_model_card(run, cfg, {"eval_accuracy": 0.875})
+    assert first == second == run / "README.md"
+    text = second.read_text()
+    assert "| eval_accuracy | 0.8750 |" in text and "| eval_accuracy | 0.5000 |" not in text
+    assert not (run / "README.tunelab.md").exists()
 
 
 def test_artifact_of_a_relative_model_path_loads_from_elsewhere(

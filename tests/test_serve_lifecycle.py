@@ -47,6 +47,20 @@ def _wait(condition, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
+def _leave_raw(server, body: dict, until) -> float:
+    """Send ``body`` on a raw socket, wait for ``until`` (the server's metrics) and close it;
+    the decoding steps counted by then."""
+    data = json.dumps(body).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        raw.sendall(head.encode() + data)
+        _wait(until, timeout=300)
+        return metric(_metrics(server), "tunelab_batch_rows_count")
+
+
 @pytest.fixture(scope="module")
 def long_answer(server):
     r = httpx.post(f"{server.url}/v1/chat/completions", json=BODY, timeout=120)
@@ -57,6 +71,10 @@ def long_answer(server):
 def test_long_request_runs_to_its_length(long_answer):
     assert long_answer["choices"][0]["finish_reason"] == "length"  # no EOS: the tests below need it
     assert long_answer["usage"]["completion_tokens"] == LONG
+
+
+def test_the_server_log_has_no_bitsandbytes_notice(server, long_answer):
+    assert "gemm_4bit_forward" not in server.stderr()  # tests/test_library_logs.py
 
 
 def test_a_full_queue_answers_503(server, long_answer):
@@ -94,27 +112,51 @@ def test_a_client_leaving_mid_stream_frees_its_slot(server):
 
 
 def test_a_client_leaving_before_a_plain_answer_cancels_it(server):
-    """A non-streamed request whose client closes the connection is cancelled, not decoded."""
-    before = metric(_metrics(server), "tunelab_cancelled_total")
+    """A queued non-streamed request whose client closes the connection is dropped, never
+    decoded. Every wait is on an event the server reports, with a deadline a loaded machine
+    meets."""
+    text = _metrics(server)
+    cancelled = metric(text, "tunelab_cancelled_total")
+    tokens = metric(text, "tunelab_completion_tokens_total")
     with httpx.stream(
-        "POST", f"{server.url}/v1/chat/completions", json={**BODY, "stream": True}, timeout=60
+        "POST", f"{server.url}/v1/chat/completions", json={**BODY, "stream": True}, timeout=300
     ) as busy:  # holds the only decoding row
         lines = (line for line in busy.iter_lines() if line)
         assert next(lines).startswith("data: ")
-        body = json.dumps(BODY).encode()
-        head = (
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        with socket.create_connection(("127.0.0.1", server.port)) as raw:
-            raw.sendall(head.encode() + body)
-            _wait(lambda: metric(_metrics(server), "tunelab_queue_length") == 1)
-        _wait(lambda: metric(_metrics(server), "tunelab_cancelled_total") >= before + 1)
-    _wait(lambda: metric(_metrics(server), "tunelab_batch_running_rows") == 0)
-    _wait(lambda: metric(_metrics(server), "tunelab_queue_length") == 0)
+        _leave_raw(server, BODY, lambda: metric(_metrics(server), "tunelab_queue_length") == 1)
+        _wait(lambda: metric(_metrics(server), "tunelab_cancelled_total") > cancelled, 300)
+        rest = list(lines)  # the busy stream runs to its end
+    assert rest[-1] == "data: [DONE]"
+    _wait(lambda: metric(_metrics(server), "tunelab_batch_running_rows") == 0, 300)
+    text = _metrics(server)
+    assert metric(text, "tunelab_queue_length") == 0
+    assert metric(text, "tunelab_cancelled_total") == cancelled + 1
+    assert metric(text, "tunelab_completion_tokens_total") == tokens + LONG  # the busy one only
     short = {**BODY, "max_tokens": 3}
-    answer = httpx.post(f"{server.url}/v1/chat/completions", json=short, timeout=60)
+    answer = httpx.post(f"{server.url}/v1/chat/completions", json=short, timeout=300)
     assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 3
+
+
+def test_a_client_leaving_during_a_plain_answer_stops_its_decoding(server):
+    """A non-streamed request whose client leaves mid-decoding is cancelled within a few steps:
+    its tokens arriving every step must not hide the disconnect until the answer is complete."""
+    text = _metrics(server)
+    cancelled = metric(text, "tunelab_cancelled_total")
+    tokens = metric(text, "tunelab_completion_tokens_total")
+    steps = _leave_raw(server, BODY, lambda: metric(_metrics(server), "tunelab_batch_running_rows"))
+
+    def settled() -> bool:  # cancelled, or (the defect) decoded to the end
+        text = _metrics(server)
+        return metric(text, "tunelab_batch_running_rows") == 0 and (
+            metric(text, "tunelab_cancelled_total") > cancelled
+            or metric(text, "tunelab_completion_tokens_total") > tokens
+        )
+
+    _wait(settled, timeout=300)
+    text = _metrics(server)
+    assert metric(text, "tunelab_cancelled_total") == cancelled + 1
+    assert metric(text, "tunelab_completion_tokens_total") == tokens  # not answered
+    assert metric(text, "tunelab_batch_rows_count") - steps < LONG // 4  # stopped soon
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits(server):

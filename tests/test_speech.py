@@ -76,6 +76,9 @@ def test_lora_trains_and_wer_is_scored_from_its_transcripts(lora_run):
     assert tuned["metrics"]["wer"] == pytest.approx(_normalised_wer(rows))
     assert base["metrics"]["wer"] == pytest.approx(_normalised_wer(base_rows))
     assert base["metrics"]["wer"] >= 0.9  # a random-init model: (almost) every word wrong
+    summary = json.loads((lora_run / "train_summary.json").read_text())
+    # audio has no input tokens: throughput counts examples (at most 20 steps x batch 6)
+    assert summary["throughput_unit"] == "examples" and 20 <= summary["input_tokens"] <= 120
 
 
 def test_predict_audio_prints_the_transcript_eval_wrote(lora_run, clips):

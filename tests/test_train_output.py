@@ -3,6 +3,7 @@ phase, the template in use, and no DeepSpeed import (nor its warning) without De
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -63,6 +64,29 @@ def test_progress_off_a_terminal_is_whole_plain_lines(piped_run):
     steps = [PROGRESS.match(line).groups() for line in progress]
     assert steps[0] == ("1", "3") and steps[-1] == ("3", "3")  # first and last always shown
     assert "…" not in out and "━" not in out  # no truncated live bar
+    assert re.search(r"train throughput\W+[\d,]+ tok/s", out), out  # text: tokens
+
+
+def test_a_run_without_input_tokens_says_examples_per_second(tmp_path):
+    """Speech and image runs count examples (their inputs have no tokens): ex/s, not tok/s."""
+    from rich.console import Console
+
+    from tunelab.train.monitor import PlainProgress, print_summary
+
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    PlainProgress(console, 4, 0, 1, "examples").advance(
+        1, {"epoch": 0.25, "loss": 1.5, "lr": 1e-3, "tokens_per_s": 1.2345}
+    )
+    summary = {
+        "wall_time_s": 8.0, "steps": 4, "tokens_per_s": 1.2345, "throughput_unit": "examples",
+        "peak_memory_mb": 100.0, "trainable_params": 10, "total_params": 100,
+        "best_metric_name": "eval_loss", "best_metric": None, "best_step": None,
+    }  # fmt: skip
+    print_summary(console, summary, tmp_path)
+    text = out.getvalue()
+    assert "ex/s 1.23  elapsed" in text
+    assert re.search(r"train throughput\W+1\.23 ex/s", text) and "tok/s" not in text
 
 
 def test_slow_phases_and_template_are_announced(piped_run):

@@ -11,9 +11,11 @@ from typing import Any
 
 from tunelab.config import RunConfig, load_config
 from tunelab.errors import ConfigError, TunelabError
+from tunelab.library_logs import drop_library_noise
 from tunelab.methods import registry as _registry  # hands the config its methods
 
 del _registry
+drop_library_noise()  # before any library that logs it is imported
 
 __version__ = "0.1.0"
 

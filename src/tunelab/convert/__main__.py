@@ -94,10 +94,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> None:
     """Parse ``argv`` and convert; raises TunelabError on bad input."""
+    from tunelab.library_logs import SAVE_DROPPED, drop_library_noise
     from tunelab.models import quiet_transformers
 
     args = _parser().parse_args(argv)
     quiet_transformers()  # no fallback warnings or progress bars in the install's output
+    drop_library_noise(SAVE_DROPPED)  # nor DeepSpeed's "no GPU" line (save_pretrained loads it)
     if args.name == "all":
         convert_all(args.downloads or downloads_dir(), args.out, args.force)
         return

@@ -27,6 +27,7 @@ from tunelab.io import atomic_dir, atomic_write_text
 from tunelab.methods.registry import get_method
 from tunelab.models import gguf_cache_dir, load_model, load_processor, model_source
 from tunelab.paths import PKG_PREFIX, resolve_path
+from tunelab.train.previous_run import card_path
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -148,7 +149,8 @@ def _label_names(model: nn.Module) -> list[str] | None:
 
 
 def write_model_card(run_dir: str | Path, cfg: RunConfig, metrics: dict[str, Any] | None) -> Path:
-    """Write ``RUN_DIR/README.md``: base model, method, data and metrics."""
+    """Write the model card (base model, method, data, metrics) to ``RUN_DIR/README.md``, or
+    to ``README.tunelab.md`` when a README.md tunelab did not write is there (it is kept)."""
     settings = cfg.method.settings.model_dump() if cfg.method.settings else {}
     data_path = cfg.data.path if isinstance(cfg.data.path, str) else ", ".join(cfg.data.path)
     lines = [
@@ -195,7 +197,7 @@ def write_model_card(run_dir: str | Path, cfg: RunConfig, metrics: dict[str, Any
         "```",
         "",
     ]
-    path = Path(run_dir) / "README.md"
+    path = card_path(Path(run_dir))
     atomic_write_text(path, "\n".join(lines))
     return path
 

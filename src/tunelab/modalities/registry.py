@@ -16,18 +16,21 @@ if TYPE_CHECKING:
 
 class Entry(NamedTuple):
     """One non-text format: its module (defining ``MODALITY``), the model task it trains,
-    and the data format whose ``eval.metrics`` it scores with (itself when it has its own)."""
+    the data format whose ``eval.metrics`` it scores with (itself when it has its own) and
+    what its training throughput counts (``examples`` for inputs without tokens: see
+    ``tunelab.train.objective.input_tokens``)."""
 
     module: str
     task: str
     metrics: str
+    throughput: str = "tokens"
 
 
 MODALITIES: dict[str, Entry] = {
     "image_classification": Entry(
-        "tunelab.modalities.image_classification", "classification", "classification"
+        "tunelab.modalities.image_classification", "classification", "classification", "examples"
     ),
-    "speech": Entry("tunelab.modalities.speech", "speech_to_text", "speech"),
+    "speech": Entry("tunelab.modalities.speech", "speech_to_text", "speech", "examples"),
     "image_chat": Entry("tunelab.modalities.image_chat", "causal_lm", "qa"),
 }
 
@@ -37,6 +40,11 @@ def format_task(fmt: str) -> str:
     if fmt in MODALITIES:
         return MODALITIES[fmt].task
     return "classification" if fmt == "classification" else "causal_lm"
+
+
+def throughput_unit(fmt: str | None) -> str:
+    """What training throughput counts for data format ``fmt``: ``tokens`` or ``examples``."""
+    return MODALITIES[fmt].throughput if fmt in MODALITIES else "tokens"
 
 
 def metrics_format(fmt: str) -> str:

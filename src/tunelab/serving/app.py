@@ -338,9 +338,10 @@ class _Api:
         before the answer cancels the job (its rows stop at the next step)."""
         texts = [""] * len(job.choices)
         finishes: dict[int, Finish] = {}
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
             while len(finishes) < len(job.choices):
-                event = await events.next(request)
+                event = await events.next(gone)
                 if event is None:
                     self.metrics.count_cancelled()
                     raise ApiError(499, "the client disconnected", None, "client_disconnected")
@@ -351,6 +352,7 @@ class _Api:
                 elif isinstance(event, Finish):
                     finishes[event.index] = event
         finally:
+            gone.cancel()
             if len(finishes) < len(job.choices):
                 job.cancelled.set()
         reasons = [finishes[i].reason for i in range(len(texts))]
@@ -394,22 +396,28 @@ class _Events:
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.getter: asyncio.Future[Event] | None = None
 
-    async def next(self, request: Request, poll_s: float = 0.25) -> Event | None:
-        """The next event; None once the client has disconnected (checked every ``poll_s``)."""
+    async def next(self, gone: asyncio.Future[None]) -> Event | None:
+        """The next event; None once ``gone`` is done (the client has disconnected). Events
+        already queued come first."""
         if self.getter is None:
             self.getter = asyncio.ensure_future(self.queue.get())
-        while True:
-            done, _ = await asyncio.wait({self.getter}, timeout=poll_s)
-            if done:
-                event, self.getter = self.getter.result(), None
-                return event
-            if await request.is_disconnected():
-                self.getter.cancel()
-                return None
+        await asyncio.wait({self.getter, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if self.getter.done():
+            event, self.getter = self.getter.result(), None
+            return event
+        self.getter.cancel()
+        return None
 
     def sink(self, event: Event) -> None:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody listens any more
             self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has closed its connection: the ASGI server's
+    ``http.disconnect``, sent as soon as it sees the socket close (not polled)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 __all__ = ["ApiError", "ServeSettings", "make_app"]

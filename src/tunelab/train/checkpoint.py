@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -58,13 +61,64 @@ SETTINGS_SECTIONS = {"model", "data", "method", "train", "eval"}
 SHOWN_CHANGES = 4  # changed keys named in full in a refusal
 
 
-def config_hash(cfg: RunConfig) -> str:
-    """Hash of the training-relevant config (model, data, method, train minus logging keys)."""
+def config_hash(cfg: RunConfig, leave_out: set[str] | frozenset[str] = frozenset()) -> str:
+    """Hash of the training-relevant config (model, data, method, train minus logging keys),
+    without the dotted keys ``leave_out`` (see :func:`earlier_hash`)."""
     relevant = cfg.model_dump(mode="json", include={"model", "data", "method", "train"})
     for key in UNHASHED_TRAIN_KEYS:
         relevant["train"].pop(key)
+    for dotted in leave_out:
+        *parents, name = dotted.split(".")
+        node = relevant
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(name, None)
     text = json.dumps(relevant, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def added_at_default(model: BaseModel, saved: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted names of ``model``'s fields missing from ``saved`` (its dump by an earlier
+    tunelab) that hold their default: fields added since, which change nothing."""
+    found: set[str] = set()
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if name not in saved:
+            if not field.is_required() and _jsonable(value) == _jsonable(
+                field.get_default(call_default_factory=True)
+            ):
+                found.add(prefix + name)
+        elif isinstance(value, BaseModel) and isinstance(saved[name], dict):
+            found |= added_at_default(value, saved[name], f"{prefix}{name}.")
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    return to_jsonable_python(value, fallback=repr)
+
+
+def saved_config(run_dir: Path) -> dict[str, Any] | None:
+    """The ``config.yaml`` the last run in ``run_dir`` wrote (None if absent or unreadable)."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def earlier_hash(cfg: RunConfig, run_dir: Path) -> str:
+    """The hash the tunelab that trained ``run_dir`` gave ``cfg``: its saved config lacks the
+    fields added since, and each of them at its default changes nothing."""
+    saved = saved_config(run_dir)
+    return config_hash(cfg, added_at_default(cfg, saved) if saved is not None else set())
+
+
+def hash_matches(cfg: RunConfig, stored: Any, run_dir: Path) -> bool:
+    """Whether ``stored`` (a hash ``run_dir`` recorded) is ``cfg``'s, allowing for fields
+    added at their default since (:func:`earlier_hash`)."""
+    return stored == config_hash(cfg) or stored == earlier_hash(cfg, run_dir)
 
 
 def run_settings(cfg: RunConfig) -> dict[str, Any]:
@@ -96,15 +150,10 @@ def settings_changes(path: Path, cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
     state = read_state(path)
     stored = state.get("settings")
     if stored is None:  # written before checkpoints recorded their settings: compare hashes
-        if state.get("config_hash") != config_hash(cfg):
+        if not hash_matches(cfg, state.get("config_hash"), Path(path).parent.parent):
             raise _refusal(path, "")
         return {}
-    now = run_settings(cfg)
-    changes = {
-        key: (stored.get(key), now.get(key))
-        for key in sorted(stored.keys() | now.keys())
-        if stored.get(key) != now.get(key)
-    }
+    changes = settings_diff(stored, cfg)
     refused = [
         f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items() if not resumable(key)
     ]
@@ -113,6 +162,33 @@ def settings_changes(path: Path, cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
         named = ", ".join(refused[:SHOWN_CHANGES]) + (f" and {more} more" if more > 0 else "")
         raise _refusal(path, f" ({named})")
     return changes
+
+
+def settings_diff(stored: dict[str, Any], cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """``{key: (stored, now)}`` for the settings ``cfg`` changes since ``stored`` (flat
+    :func:`run_settings`); a key ``stored`` lacks whose field is at its default (added to
+    tunelab since) is no change."""
+    now = run_settings(cfg)
+    added = added_at_default(cfg, _nest(stored))
+    return {
+        key: (stored.get(key), now.get(key))
+        for key in sorted(stored.keys() | now.keys())
+        if stored.get(key) != now.get(key)
+        and not (key not in stored and any(key == a or key.startswith(f"{a}.") for a in added))
+    }
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Flat dotted keys back into nested dicts (a key under a non-dict value is dropped)."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, name = key.split(".")
+        node: Any = nested
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node[name] = value
+    return nested
 
 
 def _refusal(path: Path, changed: str) -> TunelabError:

@@ -29,6 +29,9 @@ from tunelab.io import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 PLAIN_INTERVAL_S = 10.0  # shortest gap between two plain progress lines
+# what training throughput counts (tunelab.modalities.registry.throughput_unit): label, format
+RATE_LABELS = {"tokens": "tok/s", "examples": "ex/s"}
+RATE_FORMATS = {"tokens": ",.0f", "examples": ".2f"}
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 
@@ -116,6 +119,7 @@ class Monitor:
         log_every: int = 1,
         stage: str | None = None,
         report: Callable[[bool], Any] | None = None,
+        unit: str = "tokens",
     ) -> None:
         self.path = Path(run_dir) / METRICS_FILE
         self.stage = stage
@@ -125,13 +129,14 @@ class Monitor:
         self.console = console
         live = self.main and (console.is_interactive or console.is_jupyter)
         plain = self.main and not live
-        self.plain = PlainProgress(console, total_steps, start, log_every) if plain else None
+        self.plain = PlainProgress(console, total_steps, start, log_every, unit) if plain else None
+        rate = f"{RATE_FORMATS[unit]}}} {RATE_LABELS[unit]}"  # the rest of a format field
         self.progress = Progress(
             TextColumn(f"[bold]{stage or 'train'}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("epoch {task.fields[epoch]:.2f}  loss {task.fields[loss]:.4f}"),
-            TextColumn("lr {task.fields[lr]:.2e}  {task.fields[tps]:,.0f} tok/s"),
+            TextColumn("lr {task.fields[lr]:.2e}  {task.fields[tps]:" + rate),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
@@ -202,8 +207,11 @@ class PlainProgress:
     always for the first and the last step: ``step 10/150  epoch 0.07  loss 1.2340  ...``.
     """
 
-    def __init__(self, console: Console, total_steps: int, start: int, log_every: int) -> None:
+    def __init__(
+        self, console: Console, total_steps: int, start: int, log_every: int, unit: str = "tokens"
+    ) -> None:
         self.console = console
+        self.unit = unit
         self.total = total_steps
         self.start = start
         self.log_every = log_every
@@ -226,10 +234,16 @@ class PlainProgress:
         eta = elapsed / max(step - self.start, 1) * (self.total - step)
         line = (
             f"step {step}/{self.total}  epoch {record['epoch']:.2f}  loss {record['loss']:.4f}  "
-            f"lr {record['lr']:.2e}  tok/s {record['tokens_per_s']:,.0f}  "
+            f"lr {record['lr']:.2e}  {rate_text(record['tokens_per_s'], self.unit, before=True)}  "
             f"elapsed {clock(elapsed)}  eta {clock(eta)}"
         )
         self.console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def rate_text(rate: float, unit: str, before: bool = False) -> str:
+    """A throughput with its unit (``1,234 tok/s``, ``1.25 ex/s``; ``before``: ``tok/s 1,234``)."""
+    number = format(rate, RATE_FORMATS[unit])
+    return f"{RATE_LABELS[unit]} {number}" if before else f"{number} {RATE_LABELS[unit]}"
 
 
 def clock(seconds: float) -> str:
@@ -245,7 +259,10 @@ def print_summary(console: Console, summary: dict[str, Any], run_dir: Path) -> N
     rows = [
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
         ("steps", f"{summary['steps']}"),
-        ("train tokens/s", f"{summary['tokens_per_s']:,.0f}"),
+        (
+            "train throughput",
+            rate_text(summary["tokens_per_s"], summary.get("throughput_unit", "tokens")),
+        ),
         (
             "peak memory",
             f"{summary['peak_memory_mb']:,.0f} MB ({summary.get('allocator', 'system')} malloc)",

@@ -32,6 +32,7 @@ OUTPUTS = (
     "attention.json",
 )
 MODEL_CARD = "README.md"
+SIDE_CARD = "README.tunelab.md"  # the card when the user's own README.md is there
 CARD_LINE = "Fine-tuned with tunelab."  # in the first lines of every card tunelab writes
 STAGING = ".tunelab-cleared.tmp"
 
@@ -39,7 +40,7 @@ STAGING = ".tunelab-cleared.tmp"
 def earlier_results(run_dir: Path) -> list[str]:
     """Names of a trained run's results in ``run_dir`` (its model, summary, evaluation, card)."""
     found = [name for name in RESULTS if (run_dir / name).exists()]
-    return found + ([MODEL_CARD] if is_tunelab_card(run_dir / MODEL_CARD) else [])
+    return found + [card for card in (MODEL_CARD, SIDE_CARD) if is_tunelab_card(run_dir / card)]
 
 
 def check_no_earlier_results(run_dir: Path) -> None:
@@ -92,6 +93,13 @@ def clear_outputs(run_dir: Path) -> list[str]:
     return sorted({str(p.relative_to(run_dir)).split(os.sep)[0] for p in found})
 
 
+def card_path(run_dir: Path) -> Path:
+    """Where the model card goes: ``README.md``, unless one tunelab did not write is there
+    (the user's, kept), then ``README.tunelab.md``."""
+    path = Path(run_dir) / MODEL_CARD
+    return path if not path.exists() or is_tunelab_card(path) else path.with_name(SIDE_CARD)
+
+
 def is_tunelab_card(path: Path) -> bool:
     """True when ``path`` is a model card tunelab wrote (not the user's own README)."""
     if not path.is_file():
@@ -104,9 +112,8 @@ def is_tunelab_card(path: Path) -> bool:
 def _outputs(run_dir: Path) -> list[Path]:
     """The paths :func:`clear_outputs` removes (those that exist)."""
     found = [run_dir / name for name in OUTPUTS if (run_dir / name).exists()]
-    if is_tunelab_card(run_dir / MODEL_CARD):
-        found.append(run_dir / MODEL_CARD)
-    names = (*OUTPUTS, MODEL_CARD)
+    found += [run_dir / card for card in (MODEL_CARD, SIDE_CARD) if is_tunelab_card(run_dir / card)]
+    names = (*OUTPUTS, MODEL_CARD, SIDE_CARD)
     found += [
         p for p in run_dir.glob(".*") if p.name != STAGING and p.name.startswith(_hidden(names))
     ]

@@ -12,6 +12,7 @@ from torch import nn
 from tunelab.allocator import active_allocator
 from tunelab.config import RunConfig
 from tunelab.io import atomic_write_json
+from tunelab.modalities.registry import throughput_unit
 from tunelab.train.checkpoint import config_hash
 from tunelab.train.early_stopping import EarlyStopping
 from tunelab.train.loop import Loop, LoopState
@@ -36,6 +37,7 @@ def run_summary(
         "steps": state.step,
         "stop_reason": "early_stopped" if stopper.should_stop else "completed",
         "tokens_per_s": state.input_tokens / max(state.train_time_s, 1e-9),
+        "throughput_unit": run_unit(cfg),  # what tokens_per_s counts: tokens or examples
         "input_tokens": state.input_tokens,
         "loss_tokens": state.loss_items,
         "skipped_steps": state.skipped_steps,
@@ -57,6 +59,11 @@ def run_summary(
         "batches_per_epoch": loop.data.batches_per_epoch,
         "padding_fraction": padding_share(loop),
     }
+
+
+def run_unit(cfg: RunConfig) -> str:
+    """What the run's training throughput counts (``examples`` for audio and images)."""
+    return throughput_unit(None if cfg.task_names else cfg.data.format)
 
 
 def padding_share(loop: Loop) -> float:
@@ -107,7 +114,9 @@ def save_results(
 
         final_metrics = evaluate_model(cfg, model, tokenizer, prepared, console=console)
     best = {cfg.train.early_stopping.metric: stopper.best} if stopper.best is not None else {}
-    write_model_card(cfg.run_dir, cfg, {**best, **(final_metrics or {})})
+    card = write_model_card(cfg.run_dir, cfg, {**best, **(final_metrics or {})})
+    if card.name != "README.md":
+        console.print(f"model card: {card} ({card.with_name('README.md')} is not tunelab's: kept)")
     if cfg.eval.prompting_baseline:
         from tunelab.evaluate import compare_prompting
 

@@ -23,6 +23,7 @@ from tunelab.train.backends.registry import start_backend
 from tunelab.train.checkpoint import (
     checkpoints_dir,
     config_hash,
+    hash_matches,
     latest_checkpoint,
     load_checkpoint,
     load_weights,
@@ -50,7 +51,7 @@ from tunelab.train.oom import InjectedOom
 from tunelab.train.optim import build_optimizer
 from tunelab.train.precision import compile_model, precision_warning
 from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
-from tunelab.train.results import run_summary, save_results
+from tunelab.train.results import run_summary, run_unit, save_results
 from tunelab.train.rows import training_rows, validation_collate
 from tunelab.train.sampler import LengthGroupedBatchSampler
 from tunelab.train.schedule import build_scheduler, reschedule
@@ -148,6 +149,7 @@ def train(
         cfg.train.log_every,
         stage,
         report=run_report(cfg, console),
+        unit=run_unit(cfg),
     ) as monitor:
         reason = fit(loop, state, stopper, monitor)
     if reason == "interrupted":
@@ -406,7 +408,9 @@ def finished_run(cfg: RunConfig) -> dict[str, Any] | None:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return None
-    if not isinstance(summary, dict) or summary.get("config_hash") != config_hash(cfg):
+    if not isinstance(summary, dict) or not hash_matches(
+        cfg, summary.get("config_hash"), cfg.run_dir
+    ):
         return None
     if summary.get("stop_reason") == "early_stopped":
         return summary

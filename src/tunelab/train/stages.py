@@ -31,7 +31,14 @@ from tunelab.errors import TunelabError
 from tunelab.io import atomic_write_json
 from tunelab.preflight import check_run
 from tunelab.task_runs import TASKS_FILE, handoff_model
-from tunelab.train.checkpoint import config_hash, latest_checkpoint, resumable, run_settings
+from tunelab.train.checkpoint import (
+    config_hash,
+    earlier_hash,
+    latest_checkpoint,
+    resumable,
+    run_settings,
+    settings_diff,
+)
 from tunelab.train.previous_run import check_no_earlier_results, clear_outputs, report_finished
 from tunelab.train.run import TrainResult, finished_run
 from tunelab.train.run import train as train_one
@@ -191,9 +198,11 @@ def plan_entry(stage: Stage) -> dict[str, Any]:
     return {"name": stage.name, "dir": stage.cfg.run_dir.name, "settings": run_settings(stage.cfg)}
 
 
-def stages_hash(stages: list[Stage]) -> str:
-    """Hash of every stage's training-relevant config, in order."""
-    text = json.dumps([[s.name, config_hash(s.cfg)] for s in stages])
+def stages_hash(stages: list[Stage], earlier: bool = False) -> str:
+    """Hash of every stage's training-relevant config, in order (``earlier``: as the tunelab
+    that trained the stages hashed them, see :func:`tunelab.train.checkpoint.earlier_hash`)."""
+    hashes = [earlier_hash(s.cfg, s.cfg.run_dir) if earlier else config_hash(s.cfg) for s in stages]
+    text = json.dumps([[s.name, h] for s, h in zip(stages, hashes, strict=True)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -223,7 +232,7 @@ def check_plan(run_dir: Path, stages: list[Stage]) -> None:
         handed_on = any(
             (Path(run_dir) / STAGES_DIR / later["dir"]).is_dir() for later in recorded[i + 1 :]
         )
-        changed = changed_keys(entry["settings"], run_settings(now.cfg), handed_on)
+        changed = changed_keys(entry["settings"], now.cfg, handed_on)
         if changed:
             what = "the weights later stages started from" if handed_on else "steps already taken"
             raise TunelabError(
@@ -233,13 +242,13 @@ def check_plan(run_dir: Path, stages: list[Stage]) -> None:
             )
 
 
-def changed_keys(old: dict[str, Any], new: dict[str, Any], handed_on: bool) -> list[str]:
+def changed_keys(old: dict[str, Any], cfg: RunConfig, handed_on: bool) -> list[str]:
     """``key old -> new`` for the settings that may not change (see :func:`check_plan`)."""
     fixed = ("train.max_steps", "train.epochs") if handed_on else ()
     return [
-        f"{key} {old.get(key)!r} -> {new.get(key)!r}"
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key) and (not resumable(key) or key in fixed)
+        f"{key} {before!r} -> {now!r}"
+        for key, (before, now) in settings_diff(old, cfg).items()
+        if not resumable(key) or key in fixed
     ]
 
 
@@ -253,6 +262,9 @@ def finished_stages(cfg: RunConfig, stages: list[Stage]) -> dict[str, Any] | Non
         summary = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return None
-    if not isinstance(summary, dict) or summary.get("config_hash") != stages_hash(stages):
+    if not isinstance(summary, dict) or summary.get("config_hash") not in (
+        stages_hash(stages),
+        stages_hash(stages, earlier=True),
+    ):
         return None
     return summary if all(finished_run(s.cfg) is not None for s in stages) else None

@@ -10,7 +10,7 @@ from tunelab.config import RunConfig
 from tunelab.config.tasks import task_kind
 from tunelab.data.formats import CONVERSATION_FORMATS
 from tunelab.data.templates import ChatRenderer
-from tunelab.train.checkpoint import read_state, settings_changes
+from tunelab.train.checkpoint import read_state, settings_diff
 
 
 def template_note(cfg: RunConfig, tokenizer: Any) -> str | None:
@@ -29,7 +29,8 @@ def template_note(cfg: RunConfig, tokenizer: Any) -> str | None:
 def resume_notes(cfg: RunConfig, path: Path, step: int, total_steps: int) -> list[str]:
     """Where the run resumes, the settings changed since ``path`` and a changed schedule."""
     notes = [f"resuming from {path} (step {step} of {total_steps})"]
-    changes = settings_changes(path, cfg)
+    stored = read_state(path).get("settings")  # checked already (settings_changes)
+    changes = settings_diff(stored, cfg) if stored is not None else {}
     if changes:
         listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
         notes.append(f"changed since the checkpoint: {listed}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tunelab.modalities.registry import throughput_unit
 from tunelab.report.page import Page
 from tunelab.report.rundata import RunData
 
@@ -57,6 +58,7 @@ def summary_rows(run: RunData) -> list[tuple[str, Any]]:
     if s.get("best_metric") is not None:
         best = f"{s['best_metric_name']} {s['best_metric']:.4f} at step {s.get('best_step')}"
     memory = s.get("peak_memory_mb") or last.get("memory_mb")
+    unit = s.get("throughput_unit") or throughput_unit(run.setting("data", "format"))
     model_dir = run.path / "model"
     size = dir_size_mb(model_dir)
     artifact = f"{model_dir} ({size:.1f} MiB)" if size is not None else "not written yet"
@@ -71,7 +73,7 @@ def summary_rows(run: RunData) -> list[tuple[str, Any]]:
         ("data path", run.setting("data", "path")),
         ("steps", s.get("steps", last.get("step"))),
         ("training time", f"{wall:.1f} s" if wall is not None else None),
-        ("train tokens/s", s.get("tokens_per_s", last.get("tokens_per_s"))),
+        (f"train {unit}/s", s.get("tokens_per_s", last.get("tokens_per_s"))),
         ("peak memory", f"{memory:,.0f} MB" if memory else None),
         ("precision", s.get("precision") or run.setting("train", "precision")),
         ("best validation", best),
