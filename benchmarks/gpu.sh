@@ -13,7 +13,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SMOKE=()
-if [[ "${1:-}" == "--cpu-smoke" ]]; then SMOKE=(--smoke); fi
+SCALE=1
+if [[ "${1:-}" == "--cpu-smoke" ]]; then  # processes start slowly on 2 shared cores
+  SMOKE=(--smoke)
+  SCALE=${GPU_SMOKE_SCALE:-3}
+fi
 WORK=$(mktemp -d /tmp/tunelab-gpu-bench.XXXXXX)
 OUT=${OUT:-$WORK/out}
 mkdir -p "$OUT"
@@ -51,11 +55,15 @@ assert ds["n"] == [2, 1], ds["n"]
 EOF
 
 B=$ROOT/benchmarks
-part prepare 80 "$PY" "$B/gpu_bench.py" prepare --work "$WORK" \
+# seconds: hard limits of the parts (the throughput and plan parts stop starting runs at their
+# soft limit, the second number); under 8 minutes in all with the install and the preflight
+x=$SCALE
+part prepare $((75 * x)) "$PY" "$B/gpu_bench.py" prepare --work "$WORK" \
   --data .gpu/data/instructions.jsonl "${SMOKE[@]}" || exit 5
-part throughput 210 "$PY" "$B/gpu_bench.py" throughput --work "$WORK" --seconds 190 "${SMOKE[@]}"
-part plan 130 "$PY" "$B/gpu_plan.py" --work "$WORK" --seconds 110 "${SMOKE[@]}"
-part report 20 "$PY" "$B/gpu_report.py" --work "$WORK" --out "$OUT"
+part throughput $((190 * x)) "$PY" "$B/gpu_bench.py" throughput --work "$WORK" \
+  --seconds $((170 * x)) "${SMOKE[@]}"
+part plan $((170 * x)) "$PY" "$B/gpu_plan.py" --work "$WORK" --seconds $((150 * x)) "${SMOKE[@]}"
+part report 15 "$PY" "$B/gpu_report.py" --work "$WORK" --out "$OUT"
 cp "$WORK/plan.log" "$OUT/" 2>/dev/null
 (cd "$WORK" && find . -name '*.txt' -o -name 'plan.log' -o -name '*.json' -size -2M |
   tar -czf "$OUT/logs.tar.gz" -T -)

@@ -51,7 +51,7 @@ def throughput_rows(saved: dict[str, Any], assets: dict[str, Any]) -> list[dict[
             heldout = [r["heldout_loss"] for r in done if "heldout_loss" in r]
             row["heldout"] = statistics.fmean(heldout) if heldout else float("nan")
         else:
-            row["error"] = (runs or [{}])[0].get("error", "not run")
+            row["error"] = f"failed: {runs[0].get('error')}" if runs else "not run (time)"
         rows.append(row)
     return rows
 
@@ -80,7 +80,7 @@ def throughput_table(rows: list[dict[str, Any]], gpu: bool) -> list[str]:
     ]
     for r in rows:
         if not r["runs"]:
-            lines.append(f"| {r['system']} | failed: {r['error']} | | | | | | | | 0 |")
+            lines.append(f"| {r['system']} | {r['error']} | | | | | | | | 0 |")
             continue
         mem = r["gpu_mb"] if gpu else r["rss_mb"]
         lines.append(
