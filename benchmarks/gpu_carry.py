@@ -9,11 +9,14 @@
   English pairs + BBC article -> headline, ``throughput_assets.instruction_rows``), so the
   GPU run needs none of the packaged corpora.
 
-    python benchmarks/gpu_carry.py     # then: du -sh .gpu (it prints the size)
+    python benchmarks/gpu_carry.py                  # 7 MB
+    python benchmarks/gpu_carry.py --with-pyarrow   # + pyarrow (55 MB), if the machine's is
+                                                    # too old for the carried datasets
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -85,8 +88,12 @@ def size_mb(path: Path) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--with-pyarrow", action="store_true", help="Carry pyarrow too.")
+    args = parser.parse_args()
     packages = missing(machine_packages())
-    packages |= {norm(n): metadata.version(n) for n in OVERRIDES}
+    overrides = (*OVERRIDES, "pyarrow") if args.with_pyarrow else OVERRIDES
+    packages |= {norm(n): metadata.version(n) for n in overrides}
     wheels = CARRY / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)  # .gpu/wheels is this script's own output
     wheels.mkdir(parents=True)

@@ -136,8 +136,8 @@ def measure(work: Path, method: str, checkpointing: bool, smoke: bool) -> dict[s
     return result
 
 
-def plan_row(plan: dict[str, Any], method: str, checkpointing: bool, smoke: bool) -> dict:
-    """The plan's row of a measured configuration."""
+def plan_row(plan: dict[str, Any], method: str, checkpointing: bool, smoke: bool) -> dict | None:
+    """The plan's row of a measured configuration (None: the plan skipped it)."""
     for row in plan["rows"]:
         if (
             row["method"] == method
@@ -146,7 +146,7 @@ def plan_row(plan: dict[str, Any], method: str, checkpointing: bool, smoke: bool
             and row["micro_batch"] == BATCH[mode(smoke)]
         ):
             return row
-    raise SystemExit(f"tunelab plan has no row for {method} checkpointing={checkpointing}")
+    return None
 
 
 def main() -> None:
@@ -164,10 +164,13 @@ def main() -> None:
         if time.monotonic() + longest > deadline:
             print(f"  time is up: {method} checkpointing={checkpointing} not measured")
             continue
+        row = plan_row(plan, method, checkpointing, args.smoke)
+        if row is None:
+            print(f"  {method} checkpointing={checkpointing}: no plan row ({plan['skipped']})")
+            continue
         started = time.monotonic()
         measured = measure(args.work, method, checkpointing, args.smoke)
         longest = max(longest, time.monotonic() - started)
-        row = plan_row(plan, method, checkpointing, args.smoke)
         rows.append({"method": method, "checkpointing": checkpointing, "plan": row, **measured})
         shown = measured.get("error") or f"{measured['measured_mb']:.0f} MB measured"
         print(
