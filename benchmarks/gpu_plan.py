@@ -20,6 +20,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -114,6 +115,7 @@ def measure(work: Path, method: str, checkpointing: bool, smoke: bool) -> dict[s
     name = f"{method}{'-ckpt' if checkpointing else ''}"
     folder = work / "measured" / name
     folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder / "out", ignore_errors=True)  # this benchmark's own run: never resume
     spec = {
         "config": run_config(work, method, checkpointing, folder / "out", smoke),
         "result": str(folder / "result.json"),
