@@ -65,8 +65,8 @@ part throughput $((190 * x)) "$PY" "$B/gpu_bench.py" throughput --work "$WORK" \
 part plan $((170 * x)) "$PY" "$B/gpu_plan.py" --work "$WORK" --seconds $((150 * x)) "${SMOKE[@]}"
 part report 15 "$PY" "$B/gpu_report.py" --work "$WORK" --out "$OUT"
 cp "$WORK/plan.log" "$OUT/" 2>/dev/null
-(cd "$WORK" && find . -name '*.txt' -o -name 'plan.log' -o -name '*.json' -size -2M |
-  tar -czf "$OUT/logs.tar.gz" -T -)
+(cd "$WORK" && find . \( -name log.txt -o -name plan.log -o -name spec.json -o -name result.json \
+  -o -name train_summary.json -o -name '*.yaml' \) -size -4M | tar -czf "$OUT/logs.tar.gz" -T -)
 echo "== done in $((SECONDS - STARTED)) s; results in $OUT"
 }
 

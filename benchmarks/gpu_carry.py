@@ -30,7 +30,7 @@ CARRY = ROOT / ".gpu"
 # not carried: never imported on gpu.sh's paths (benchmarks/gpu.sh --cpu-smoke hides them too)
 SKIPPED = {
     "rouge-score": "an sdist only; imported only to score ROUGE",
-    "plotly": "9.7 MB; imported only to write run reports",
+    "plotly": "9.7 MB; only each run's report.html needs it (a warning without)",
 }
 # carried although the machine has them: the carried wheels need newer versions than it may
 # hold (datasets: fsspec <= 2026.9.0 as installed here; pydantic: typing-extensions >= 4.16)

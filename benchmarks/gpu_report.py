@@ -92,10 +92,10 @@ def throughput_table(rows: list[dict[str, Any]], gpu: bool) -> list[str]:
 
 
 def plan_table(saved: dict[str, Any], gpu: bool) -> list[str]:
-    what = "allocated + context" if gpu else "RSS"
+    what, base_name = ("allocated + context", "context") if gpu else ("RSS", "base RSS")
     lines = [
         f"| method | checkpointing | plan MB | measured MB ({what}) | plan / measured "
-        "| plan context MB | measured context MB | plan step s | measured step s |",
+        f"| plan {base_name} MB | measured context MB | plan step s | measured step s |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     base = saved["plan"]["base_mb"]
