@@ -128,6 +128,16 @@ def run_config(assets: Assets, job: Job, out_dir: Path, switches: dict[str, Any]
     }
 
 
+def with_setting(config: dict[str, Any], setting: dict[str, str] | None) -> dict[str, Any]:
+    """A tunelab config on ``setting``'s weight dtype, attention kernel and precision (the
+    GPU benchmark's bf16 + SDPA; ``None``: unchanged)."""
+    if not setting:
+        return config
+    model = {**config["model"], "dtype": setting["dtype"], "attn_implementation": setting["attn"]}
+    train = {**config["train"], "precision": setting["precision"]}
+    return {**config, "model": model, "train": train}
+
+
 def data_key(job: Job) -> str:
     """Jobs on the same workload and number of rows share their tokenised data."""
     return f"{job.workload}/{job.rows}"

@@ -6,7 +6,10 @@
 - TRL SFTTrainer: BFD packing, padding-free.
 
 Every worker times its optimizer steps the same way (the start of the first step to the end
-of each step) and counts what each step held.
+of each step, after the GPU finishes its queued work) and counts what each step held. A spec
+may name ``device`` (cpu | cuda), ``precision`` (fp32 | bf16), ``dtype`` (of the loaded
+weights) and ``attn`` (the attention kernel) for every system alike; the defaults are the CPU
+benchmark's (fp32 on CPU, Transformers' default kernel).
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ from typing import Any
 LR = 2e-4
 LORA = {"r": 8, "alpha": 16.0, "dropout": 0.05}
 SEED = 42
+
+
+def now() -> float:
+    """``time.perf_counter()`` once the GPU (when one is in use) has finished its queued work."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 class StepLog:
@@ -66,10 +78,10 @@ def _hf_callback(log: StepLog) -> Any:
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             if log.start is None:
-                log.start = time.perf_counter()
+                log.start = now()
 
         def on_step_end(self, args, state, control, **kwargs):
-            log.ends.append(time.perf_counter())
+            log.ends.append(now())
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -87,9 +99,10 @@ def _counting(collate: Any, log: StepLog) -> Any:
     return wrapped
 
 
-def _training_args(out: str, batch: int, **extra: Any) -> dict[str, Any]:
+def _training_args(spec: dict[str, Any], batch: int, **extra: Any) -> dict[str, Any]:
     """HF arguments matching tunelab's defaults: AdamW, lr 2e-4, cosine, no warmup, no weight
-    decay, clipping at 1.0, fp32, one epoch."""
+    decay, clipping at 1.0, one epoch; the spec's device and precision (default: CPU, fp32)."""
+    out, precision = spec["out_dir"], spec.get("precision", "fp32")
     return {
         "output_dir": out,
         "per_device_train_batch_size": batch,
@@ -104,7 +117,9 @@ def _training_args(out: str, batch: int, **extra: Any) -> dict[str, Any]:
         "save_strategy": "no",
         "report_to": "none",
         "seed": SEED,
-        "use_cpu": True,
+        "use_cpu": spec.get("device", "cpu") == "cpu",
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
         **extra,
@@ -121,6 +136,14 @@ def _peft_config(task_type: str) -> Any:
         target_modules="all-linear",
         task_type=task_type,
     )
+
+
+def _load_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """``from_pretrained`` options of a causal LM: the spec's weight dtype and attention kernel."""
+    options: dict[str, Any] = {"dtype": spec.get("dtype", "float32")}
+    if spec.get("attn"):
+        options["attn_implementation"] = spec["attn"]
+    return options
 
 
 def _rows(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -151,7 +174,7 @@ def worker_hf(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         )
         collate, task = DataCollatorWithPadding(tok), "SEQ_CLS"
     else:
-        model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype="float32")
+        model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], **_load_options(spec))
         collate = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
         task = "CAUSAL_LM"
     for row in rows:
@@ -160,7 +183,7 @@ def worker_hf(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         model = get_peft_model(model, _peft_config(task))
     log = StepLog()
     strategy = "group_by_length" if spec["system"] == "hf-grouped" else "random"
-    args = _training_args(spec["out_dir"], spec["batch"], train_sampling_strategy=strategy)
+    args = _training_args(spec, spec["batch"], train_sampling_strategy=strategy)
     trainer = Trainer(
         model=model,
         args=TrainingArguments(**args),
@@ -181,9 +204,9 @@ def worker_trl(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     tok = AutoTokenizer.from_pretrained(spec["model_dir"])
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], **_load_options(spec))
     args = SFTConfig(
-        **_training_args(spec["out_dir"], spec["packed_rows"]),
+        **_training_args(spec, spec["packed_rows"]),
         packing=True,
         packing_strategy="bfd",
         max_length=spec["max_length"],
@@ -203,13 +226,13 @@ def worker_trl(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     return {"start": log.start, "steps": log.steps()}, trainer.model
 
 
-def worker_tunelab(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """tunelab's real training loop through its Python API (``tunelab.train.train``).
+def timed_train(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """tunelab's real training loop through its Python API (``tunelab.train.train``); its
+    step times and the train result.
 
     A wrapper around the loop's ``train_step`` records when the first step starts, when each
     optimizer step ends and what its micro-batches held, as the HF callbacks do.
     """
-    import tunelab
     import tunelab.train.loop as loop_module
     from tunelab import load_config
     from tunelab.train import train
@@ -219,12 +242,12 @@ def worker_tunelab(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     train_step = loop_module.train_step
 
     def timed_step(loop: Any, micro: list[dict[str, Any]]) -> Any:
-        start.append(time.perf_counter())
+        start.append(now())
         result = train_step(loop, micro)
         tokens, samples = zip(*(batch_sizes(b) for b in micro), strict=True)
         log.append(
             {
-                "t": time.perf_counter(),
+                "t": now(),
                 "loss": result.loss,
                 "loss_tokens": result.loss_items,  # labels[:, 1:] != -100, as for HF and TRL
                 "tokens": sum(tokens),
@@ -235,7 +258,15 @@ def worker_tunelab(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 
     loop_module.train_step = timed_step
     result = train(load_config(spec["config"]))
-    return {"start": start[0], "steps": log}, tunelab.load(result.model_dir).model
+    return {"start": start[0], "steps": log}, result
+
+
+def worker_tunelab(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """tunelab on its defaults (:func:`timed_train`) and the trained model, loaded back."""
+    import tunelab
+
+    timing, result = timed_train(spec)
+    return timing, tunelab.load(result.model_dir).model
 
 
 def batch_sizes(batch: dict[str, Any]) -> tuple[int, int]:
@@ -262,27 +293,36 @@ def worker_main(spec_path: str) -> None:
     worker = worker_tunelab if system.startswith("tunelab") else WORKERS[system]
     result, model = worker(spec)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if spec.get("device") == "cuda":
+        import torch
+
+        result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        model = model.to("cuda")
     if spec.get("heldout"):
-        result["heldout_loss"] = heldout_loss(model, Path(spec["heldout"]))
+        result["heldout_loss"] = heldout_loss(model, Path(spec["heldout"]), spec.get("precision"))
     Path(spec["result"]).write_text(json.dumps(result))
 
 
 WORKERS = {"hf": worker_hf, "hf-grouped": worker_hf, "trl": worker_trl}
 
 
-def heldout_loss(model: Any, path: Path) -> float:
+def heldout_loss(model: Any, path: Path, precision: str | None = None) -> float:
     """Token-weighted causal-LM loss of a trained model on the held-out examples (one at a
-    time, no padding), computed the same way for every system."""
+    time, no padding, on the model's device; under bf16 autocast for bf16 runs), computed the
+    same way for every system."""
     import torch
     import torch.nn.functional as F
 
     model.eval()
+    device = next(model.parameters()).device
     total, count = 0.0, 0
-    with torch.no_grad():
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
+    with torch.no_grad(), autocast:
         for line in path.read_text().splitlines():
             row = json.loads(line)
-            logits = model(input_ids=torch.tensor([row["input_ids"]])).logits[0, :-1].float()
-            target = torch.tensor(row["labels"][1:])
+            ids = torch.tensor([row["input_ids"]], device=device)
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            target = torch.tensor(row["labels"][1:], device=device)
             total += F.cross_entropy(logits, target, ignore_index=-100, reduction="sum").item()
             count += int((target != -100).sum())
     return total / count

@@ -47,6 +47,7 @@ from throughput_assets import (  # noqa: E402  (benchmarks/ is on sys.path when 
     remeasure_peak,
     rows_per_step,
     run_config,
+    with_setting,
 )
 from tunelab.allocator import launch_env  # noqa: E402
 
@@ -79,8 +80,12 @@ def plan(quick: bool, rounds: int) -> list[list[Job]]:
     ]
 
 
-def run_job(assets: Assets, job: Job, round_: int) -> dict[str, Any]:
-    """Run one job in a fresh subprocess and return its result."""
+def run_job(
+    assets: Assets, job: Job, round_: int, setting: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run one job in a fresh subprocess and return its result; ``setting``: the device,
+    precision, weight dtype and attention kernel of every system (``benchmarks/gpu_bench.py``;
+    default: the CPU benchmark's)."""
     info = assets.data[data_key(job)]
     job_dir = assets.work / "runs" / job.key.replace("/", "-") / f"round{round_}"
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +99,10 @@ def run_job(assets: Assets, job: Job, round_: int) -> dict[str, Any]:
         "model_dir": assets.model_dirs[job.workload],
         "out_dir": str(job_dir / "out"),
         "result": str(job_dir / "result.json"),
-        "config": run_config(assets, job, job_dir / "out", SWITCHES.get(job.system, {})),
+        "config": with_setting(
+            run_config(assets, job, job_dir / "out", SWITCHES.get(job.system, {})), setting
+        ),
+        **(setting or {}),
     }
     spec_path = job_dir / "spec.json"
     spec_path.write_text(json.dumps(spec))

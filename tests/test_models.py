@@ -52,7 +52,7 @@ def test_causal_lm_options(tiny_llama_dir):
     assert type(model).__name__ == "LlamaForCausalLM"
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert model.config._attn_implementation == "eager"
-    assert model.is_activation_checkpointing
+    assert model.model.gradient_checkpointing is True  # the flag the decoder reads (every 5.x)
 
 
 @pytest.mark.parametrize(
@@ -109,3 +109,16 @@ def test_smollm2_gguf_dequantised_once_and_cached(smollm2_cache_dir):
     with torch.no_grad():
         assert torch.equal(model(ids).logits, again(ids).logits)
     assert sum(p.numel() for p in again.parameters()) == 134_515_008
+
+
+def test_checkpointing_switch_turns_the_decoders_flag_on_and_off(tiny_llama_dir):
+    """tunelab.checkpointing works through whichever names the installed Transformers has
+    (activation_* in 5.2x, gradient_* before); the decoder's own flag shows the effect."""
+    from tunelab.checkpointing import disable_checkpointing, enable_checkpointing, is_checkpointing
+
+    model = load_model(ModelConfig(name_or_path=str(tiny_llama_dir)), "causal_lm")
+    assert model.model.gradient_checkpointing is False and not is_checkpointing(model)
+    enable_checkpointing(model)
+    assert model.model.gradient_checkpointing is True and is_checkpointing(model)
+    disable_checkpointing(model)
+    assert model.model.gradient_checkpointing is False and not is_checkpointing(model)

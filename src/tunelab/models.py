@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunelab.checkpointing import enable_checkpointing
 from tunelab.config import DataConfig, ModelConfig, Task
 from tunelab.errors import TunelabError, first_line
 from tunelab.io import atomic_dir
@@ -136,7 +137,7 @@ def load_model(
     if modality is None and model.config.pad_token_id is None:
         model.config.pad_token_id = load_tokenizer(model_cfg).pad_token_id
     if model_cfg.gradient_checkpointing:
-        model.activation_checkpointing_enable({"use_reentrant": False})
+        enable_checkpointing(model)
         model.config.use_cache = False
     return model
 

@@ -47,7 +47,9 @@ class Lora(PeftMethod):
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
         if getattr(model, "is_quantized", False):  # QLoRA: norms in fp32, inputs keep grads
-            checkpointing = bool(getattr(model, "is_activation_checkpointing", False))
+            from tunelab.checkpointing import is_checkpointing
+
+            checkpointing = is_checkpointing(model)
             model = prepare_model_for_kbit_training(
                 model, checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
             )

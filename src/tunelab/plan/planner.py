@@ -241,13 +241,15 @@ def checkpoint_options(model: nn.Module) -> list[bool]:
 
 def set_checkpointing(model: nn.Module, on: bool) -> None:
     """Gradient checkpointing as ``model.gradient_checkpointing`` sets it in training."""
+    from tunelab.checkpointing import disable_checkpointing, enable_checkpointing
+
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if on:
-        base.activation_checkpointing_enable({"use_reentrant": False})
+        enable_checkpointing(base)
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
-    elif getattr(base, "is_activation_checkpointing", False):
-        base.activation_checkpointing_disable()
+    else:
+        disable_checkpointing(base)
 
 
 def describe(
