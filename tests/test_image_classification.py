@@ -300,6 +300,36 @@ def test_adapter_refused_on_a_cnn(models, images, tmp_path):
         train(cfg)
 
 
+@pytest.mark.parametrize("method", ["lora", "bitfit", "freeze", "full"])
+def test_batch_norm_trains_as_it_evaluates(method, models, images, tmp_path):
+    """Parameter-efficient methods keep the loaded BatchNorm statistics, so training must
+    normalise with them too (not with each batch's own): the training forward equals the
+    eval forward. full trains the statistics as well (its artifact saves them)."""
+    from torch import nn
+
+    from tunelab.train.run import build_model
+
+    cfg = load_config(
+        config(models["mobilenet_v2"], images, tmp_path, method={"name": method},
+               train={"dropout": 0.0})
+    )  # fmt: skip
+    model = build_model(cfg, list(COLOURS))
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    loaded = [norm.running_mean.clone() for norm in norms]
+    pixels = torch.randn(4, 3, 16, 16) * 3 + 1  # statistics far from the loaded ones
+    with torch.no_grad():
+        model.eval()
+        evaluated = model(pixel_values=pixels).logits
+        model.train()
+        trained = model(pixel_values=pixels).logits
+    moved = any(not torch.equal(a, n.running_mean) for a, n in zip(loaded, norms, strict=True))
+    if method == "full":
+        assert moved and not torch.allclose(trained, evaluated, atol=1e-3)
+    else:
+        assert not moved and torch.allclose(trained, evaluated, atol=1e-6)
+        assert all(norm.bias.requires_grad for norm in norms) == (method == "bitfit")
+
+
 def test_example_config_on_the_real_assets_validates():
     cfg = load_config(ROOT / "examples" / "image-classification.yaml")
     assert cfg.data.format == "image_classification" and cfg.task == "classification"
