@@ -57,7 +57,7 @@ def config(model: Path, folder: Path, out: Path, **sections) -> dict:
 
 @pytest.mark.parametrize(
     ("kind", "method"),
-    [("vit", "lora"), ("dinov2", "freeze"), ("mobilenet_v2", "lora")],
+    [("vit", "lora"), ("dinov2", "freeze"), ("dinov2", "adapter"), ("mobilenet_v2", "lora")],
 )
 def test_trains_evaluates_predicts_and_exports(kind, method, models, images, tmp_path):
     cfg = load_config(config(models[kind], images, tmp_path, method={"name": method}))
@@ -86,7 +86,10 @@ def test_trains_evaluates_predicts_and_exports(kind, method, models, images, tmp
     export = tmp_path / "export"
     out = CliRunner().invoke(app, ["export", str(tmp_path / "run"), str(export)])
     assert out.exit_code == 0, out.output
-    plain = AutoModelForImageClassification.from_pretrained(export).eval()
+    # an adapter export is generated code (its own model type, loaded as an image classifier)
+    remote = method == "adapter"
+    plain = AutoModelForImageClassification.from_pretrained(export, trust_remote_code=remote)
+    plain.eval()
     pixels = AutoImageProcessor.from_pretrained(export)(
         images=[Image.open(first["image"]).convert("RGB")], return_tensors="pt"
     )
