@@ -37,6 +37,7 @@ RUNS: list[tuple[str, str, dict[str, Any], int, int, float]] = [
     ("dinov2_small", "lora", {}, 150, 56, 1e-3),
     ("dinov2_small", "bitfit", {}, 150, 56, 3e-3),
     ("dinov2_small", "full", {}, 150, 56, 1e-4),
+    ("dinov2_small", "adapter", {}, 150, 56, 1e-3),
 ]
 
 

@@ -57,7 +57,7 @@ def config(model: Path, folder: Path, out: Path, **sections) -> dict:
 
 @pytest.mark.parametrize(
     ("kind", "method"),
-    [("vit", "lora"), ("dinov2", "freeze"), ("mobilenet_v2", "lora")],
+    [("vit", "lora"), ("dinov2", "freeze"), ("dinov2", "adapter"), ("mobilenet_v2", "lora")],
 )
 def test_trains_evaluates_predicts_and_exports(kind, method, models, images, tmp_path):
     cfg = load_config(config(models[kind], images, tmp_path, method={"name": method}))
@@ -88,7 +88,10 @@ def test_trains_evaluates_predicts_and_exports(kind, method, models, images, tmp
     export = tmp_path / "export"
     out = CliRunner().invoke(app, ["export", str(tmp_path / "run"), str(export)])
     assert out.exit_code == 0, out.output
-    plain = AutoModelForImageClassification.from_pretrained(export).eval()
+    # an adapter export is generated code (its own model type, loaded as an image classifier)
+    remote = method == "adapter"
+    plain = AutoModelForImageClassification.from_pretrained(export, trust_remote_code=remote)
+    plain.eval()
     pixels = AutoImageProcessor.from_pretrained(export)(
         images=[Image.open(first["image"]).convert("RGB")], return_tensors="pt"
     )
@@ -300,6 +303,36 @@ def test_adapter_refused_on_a_cnn(models, images, tmp_path):
     cfg = load_config(config(models["mobilenet_v2"], images, tmp_path, method={"name": "adapter"}))
     with pytest.raises(TunelabError, match="method adapter needs a transformer backbone"):
         train(cfg)
+
+
+@pytest.mark.parametrize("method", ["lora", "bitfit", "freeze", "full"])
+def test_batch_norm_trains_as_it_evaluates(method, models, images, tmp_path):
+    """Parameter-efficient methods keep the loaded BatchNorm statistics, so training must
+    normalise with them too (not with each batch's own): the training forward equals the
+    eval forward. full trains the statistics as well (its artifact saves them)."""
+    from torch import nn
+
+    from tunelab.train.run import build_model
+
+    cfg = load_config(
+        config(models["mobilenet_v2"], images, tmp_path, method={"name": method},
+               train={"dropout": 0.0})
+    )  # fmt: skip
+    model = build_model(cfg, list(COLOURS))
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    loaded = [norm.running_mean.clone() for norm in norms]
+    pixels = torch.randn(4, 3, 16, 16) * 3 + 1  # statistics far from the loaded ones
+    with torch.no_grad():
+        model.eval()
+        evaluated = model(pixel_values=pixels).logits
+        model.train()
+        trained = model(pixel_values=pixels).logits
+    moved = any(not torch.equal(a, n.running_mean) for a, n in zip(loaded, norms, strict=True))
+    if method == "full":
+        assert moved and not torch.allclose(trained, evaluated, atol=1e-3)
+    else:
+        assert not moved and torch.allclose(trained, evaluated, atol=1e-6)
+        assert all(norm.bias.requires_grad for norm in norms) == (method == "bitfit")
 
 
 def test_example_config_on_the_real_assets_validates():

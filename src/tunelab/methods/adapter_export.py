@@ -29,11 +29,7 @@ def write_adapter_code(model: nn.Module, task: str, spec: dict[str, Any], out: P
     """
     base_cls, config_cls = type(model).__name__, type(model.config).__name__
     model_type = f"{ADAPTER_TYPE_PREFIX}{model.config.model_type}"
-    auto = (
-        "AutoModelForSequenceClassification"
-        if task == "classification"
-        else ("AutoModelForCausalLM")
-    )
+    auto = auto_class_name(base_cls, task)
     code = ADAPTER_CODE.format(
         base_cls=base_cls,
         config_cls=config_cls,
@@ -52,6 +48,15 @@ def write_adapter_code(model: nn.Module, task: str, spec: dict[str, Any], out: P
     }
     config["tunelab_adapter"] = spec
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def auto_class_name(base_cls: str, task: str) -> str:
+    """The Auto class that loads the export: image, sequence classification or causal LM."""
+    if base_cls.endswith("ForImageClassification"):
+        return "AutoModelForImageClassification"
+    if task == "classification":
+        return "AutoModelForSequenceClassification"
+    return "AutoModelForCausalLM"
 
 
 ADAPTER_MODULE = "modeling_tunelab_adapter"

@@ -83,14 +83,14 @@ class ImageClassification(Modality):
         return AutoModelForImageClassification
 
     def method_config(self, method_cfg: MethodConfig, model: nn.Module) -> MethodConfig:
-        """LoRA targets per architecture; adapters only on transformers; BatchNorm statistics
-        frozen unless the method saves the whole model (its artifact keeps trained tensors
-        only, so statistics updated in training would be lost)."""
+        """LoRA targets per architecture; adapters only on transformers; BatchNorm layers
+        pinned to eval mode unless the method saves the whole model (its artifact keeps
+        trained tensors only, so statistics updated in training would be lost)."""
         from tunelab.methods.registry import get_method
 
         name = method_cfg.name
         if not get_method(name).whole_model:
-            freeze_batch_norm_statistics(model)
+            pin_batch_norm(model)
         if name == "adapter" and not hasattr(model.config, "hidden_size"):
             raise TunelabError(
                 f"method adapter needs a transformer backbone; {type(model).__name__} is a "
@@ -106,13 +106,30 @@ class ImageClassification(Modality):
         return pixel_classification_loss
 
 
-def freeze_batch_norm_statistics(model: nn.Module) -> None:
-    """Keep every BatchNorm layer's running mean/variance as loaded (``momentum`` 0)."""
+def pin_batch_norm(model: nn.Module) -> None:
+    """Every BatchNorm layer normalises with its loaded running statistics, in training too.
+
+    In train mode BatchNorm normalises with the batch's own statistics; with the statistics
+    kept as loaded, evaluation would normalise differently from training (ImageNet colour
+    statistics against grey 28 px clothes) and the more the tuned weights adapt to the
+    batch statistics, the worse evaluation gets. Pinned, training and evaluation compute the
+    same function; the affine weight and bias still train (BitFit's BatchNorm biases).
+    """
+    import types
+
     from torch import nn
 
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.momentum = 0.0
+            module.train = types.MethodType(stay_in_eval_mode, module)
+            module.train(False)
+
+
+def stay_in_eval_mode(module: nn.Module, mode: bool = True) -> nn.Module:
+    """``train(mode)`` of a pinned BatchNorm layer: it stays in eval mode."""
+    from torch import nn
+
+    return nn.Module.train(module, False)
 
 
 def lora_targets(model: nn.Module) -> list[str]:
