@@ -211,3 +211,25 @@ def test_not_a_run_is_one_line(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "is not a tunelab run" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_staged_run_is_judged_stage_by_stage(tiny_llama_dir, data, tmp_path):
+    """Each stage against its own method and learning rate: a too-hot first stage is named
+    with its own LR, not the top-level config's, and the calm second stage is not blamed."""
+    raw = lm_raw(tiny_llama_dir, data["many"], tmp_path / "staged",
+                 {"lr": 1e-2, "warmup_ratio": 0.2}, data_extra=SPLIT)  # fmt: skip
+    raw["stages"] = [
+        {"name": "hot", "method": {"name": "full"},
+         "train": {"max_steps": 8, "lr": 0.3, "warmup_ratio": 0.0}},
+        {"name": "calm", "train": {"max_steps": 8}},
+    ]  # fmt: skip
+    from tunelab.train.stages import train as train_stages
+
+    cfg = load_config(raw)
+    train_stages(cfg)
+    found = diagnose(cfg.run_dir)
+    assert found and all(f.title.startswith(("stage hot: ", "stage calm: ")) for f in found)
+    hot = next(f for f in found if f.code == "lr_too_high")
+    assert hot.title == "stage hot: learning rate too high for full"
+    assert "at train.lr 0.3" in hot.evidence
+    assert not any(f.title.startswith("stage calm: learning rate too high") for f in found)

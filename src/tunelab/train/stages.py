@@ -268,3 +268,13 @@ def finished_stages(cfg: RunConfig, stages: list[Stage]) -> dict[str, Any] | Non
     ):
         return None
     return summary if all(finished_run(s.cfg) is not None for s in stages) else None
+
+
+def recorded_stages(run_dir: Path) -> list[tuple[str, Path]]:
+    """``(name, folder)`` of each stage a staged run recorded, in order; ``[]`` for a run
+    without stages."""
+    path = Path(run_dir) / PLAN_FILE
+    if not path.is_file():
+        return []
+    recorded = json.loads(path.read_text(encoding="utf-8"))["stages"]
+    return [(entry["name"], Path(run_dir) / STAGES_DIR / entry["dir"]) for entry in recorded]
