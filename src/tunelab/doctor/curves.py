@@ -22,7 +22,7 @@ LR_RANGES = {
 OVERFIT_RISE = 0.05  # the validation metric this much worse than its best (relative)
 FLAT_DROP = 0.05  # underfitting: the training loss fell by less than this (relative)
 FLAT_FLOOR = 0.2  # ... and stayed above this
-LOSS_RISE = 0.2  # LR too high: the loss rose this much above the first step's
+LOSS_RISE = 0.2  # LR too high: the loss (3-step median) rose this much above the first 3's
 EARLY_RISE = 0.05  # missing warmup: the loss rose this much above the first step's, early on
 
 
@@ -130,16 +130,21 @@ def lr_too_high(run: RunRecord) -> Iterator[Finding]:
     finite = [(s, v) for s, v in losses if math.isfinite(v)]
     if len(finite) < 3:
         return
-    first = finite[0][1]
-    peak_step, peak = max(finite, key=lambda sv: sv[1])
+    # medians of 3 neighbouring steps: one noisy batch is not a rise, two in a row are
+    first = median([v for _, v in finite[:3]])
+    smoothed = [
+        (finite[i][0], median([v for _, v in finite[i - 1 : i + 2]]))
+        for i in range(1, len(finite) - 1)
+    ]
+    peak_step, peak = max(smoothed, key=lambda sv: sv[1])
     bad = [s for s, v in losses if not math.isfinite(v)]
     rollbacks = (run.summary or {}).get("rollbacks") or [
         e for e in run.events if e.get("type") == "rollback"
     ]
     evidence = []
     if peak > (1 + LOSS_RISE) * first:
-        evidence.append(f"train loss rose from {first:.4g} (step {finite[0][0]}) to {peak:.4g} "
-                        f"(step {peak_step})")  # fmt: skip
+        evidence.append(f"train loss (median of 3 steps) rose from {first:.4g} (steps "
+                        f"{finite[0][0]}-{finite[2][0]}) to {peak:.4g} (around step {peak_step})")  # fmt: skip
     if bad:
         evidence.append(f"non-finite loss at steps {list_steps(bad)}")
     if rollbacks:
