@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 from tunelab.plan.trace import StepTrace
 
-CPU_OVERHEAD = 1.10  # RSS / tensor bytes above the base (allocator, autograd bookkeeping)
+# RSS / transient tensor bytes on CPU per allocator (freed activation blocks the allocator
+# keeps; fitted on the tiny Llama of benchmarks/plan_accuracy.py, see docs/planning.md)
+TRANSIENT_OVERHEAD = {"system": 1.3, "tcmalloc": 1.1, "jemalloc": 1.1}
 CHUNK_LOGIT_COPIES = 3  # fp32 [chunk, vocab] tensors alive in a chunk's backward
 EFFICIENCY = 0.5  # achieved / measured matmul FLOP/s in a training step (no probe)
 MB = 2**20
@@ -38,10 +40,12 @@ class Shape:
     vocab: int  # LM-head outputs (0 for classification)
 
 
-def peak_tensor_bytes(
+def tensor_parts(
     trace: StepTrace, micro: int, loss_per_example: int, chunk: int, vocab: int
-) -> float:
-    """Steady-state peak bytes of tensors at micro-batch ``micro`` (see the module doc).
+) -> tuple[float, float]:
+    """Steady-state peak bytes of tensors at micro-batch ``micro`` (see the module doc), as
+    (held for the whole run: weights and optimizer states, transient: the larger of the
+    forward+backward peak and the optimizer step's gradients and temporaries).
 
     The traced forward+backward peaks at one and two examples are split into a fixed part,
     a part per example, and (chunked loss) the logits of ``min(loss positions, chunk)``
@@ -57,13 +61,16 @@ def peak_tensor_bytes(
     fixed = one - capped(1) - per_example
     backward = fixed + micro * per_example + capped(micro)
     step = trace.grad_bytes + trace.optimizer_extra
-    return trace.weight_bytes + trace.optimizer_bytes + max(backward, step)
+    return trace.weight_bytes + trace.optimizer_bytes, max(backward, step)
 
 
-def process_peak_mb(tensor_bytes: float, base_mb: float, device: str) -> float:
-    """What the training process peaks at: RSS on CPU, allocated + CUDA context on GPU."""
-    overhead = CPU_OVERHEAD if device == "cpu" else 1.0
-    return base_mb + tensor_bytes * overhead / MB
+def process_peak_mb(
+    held: float, transient: float, base_mb: float, device: str, allocator: str = "system"
+) -> float:
+    """What the training process peaks at: RSS on CPU (the transient bytes times the
+    allocator's :data:`TRANSIENT_OVERHEAD`), allocated + CUDA context on GPU."""
+    overhead = TRANSIENT_OVERHEAD.get(allocator, TRANSIENT_OVERHEAD["system"])
+    return base_mb + (held + transient * (overhead if device == "cpu" else 1.0)) / MB
 
 
 def step_flops(shape: Shape, tokens: int, seq: int, checkpointing: bool) -> float:
