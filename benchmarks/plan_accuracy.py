@@ -6,10 +6,17 @@ Each measurement is a fresh ``tunelab train`` process (one at a time, a few step
 is its ``ru_maxrss`` (what ``/usr/bin/time -v`` reports; taken by a small launcher process,
 ``tunelab.plan.measure``, since Linux carries a parent's size into a forked child) on CPU. Every example
 is longer than ``data.max_length``, so every batch is padded to it and the measured step time
-is comparable with the plan's. No constant of ``tunelab.plan.estimate`` was fitted on these
-rows (``CPU_OVERHEAD`` was set by hand beforehand), so every row is out of sample.
+is comparable with the plan's. The measured process gets the environment the ``tunelab``
+command restarts itself with (its allocator: tcmalloc where installed). The one constant of
+the memory estimate, ``TRANSIENT_OVERHEAD``, was fitted on the tiny Llama's rows only
+(``--fit llama`` prints that fit for the current run); MiniLM and SmolLM2 are out of sample.
 
-    nice -n 10 python benchmarks/plan_accuracy.py [--probe] [--quick] [--models llama,minilm,smollm2]
+    nice -n 10 python benchmarks/plan_accuracy.py [--probe] [--quick] [--seqs 128,256]
+        [--models llama,minilm,smollm2] [--work DIR [--reuse]] [--fit llama]
+
+``--reuse`` takes the measured runs of an earlier call from ``DIR/measured.json`` (the plan
+is always rebuilt). Memory ratios are of the plan without ``--probe``'s rescaling (``probe
+x``: with it); with ``--probe`` the time ratio is the probe's.
 
 Prints one table row per measurement with the ratios estimate / measured, and how many rows
 meet the targets (memory within 20%, time within 30% with --probe).
@@ -142,7 +149,7 @@ def fit_overhead(results: list[dict[str, Any]], model: str) -> float:
     num = den = 0.0
     for r in (r for r in results if r["model"] == model):
         trace = StepTrace(**{**r["trace"], "backward_extra": tuple(r["trace"]["backward_extra"])})
-        held, transient = tensor_parts(trace, r["micro"], r["loss_tokens"], 0, r["vocab"])
+        held, transient = tensor_parts(trace, r["micro"], r["loss_tokens"], r["chunk"], r["vocab"])
         num += (r["measured_mb"] - r["base_mb"] - held / 2**20) * transient / 2**20
         den += (transient / 2**20) ** 2
     return num / den if den else float("nan")
@@ -191,7 +198,7 @@ def main() -> None:
                     print(f"{model:8} {seq:>4} {candidate.label:14} failed: {exc}", flush=True)
                     continue
                 per_micro = row.step_time_s  # accumulation is 1 at micro-batch = batch
-                trace = candidate.traces[next(iter(candidate.traces))]
+                key = next(iter(candidate.traces))  # grid=False: the config's own variant
                 result = {
                     "model": model, "seq": seq, "method": candidate.label, **real,
                     "estimate_mb": row.peak_memory_mb,
@@ -200,7 +207,7 @@ def main() -> None:
                     if probed else None,
                     "estimate_s": per_micro, "time_ratio": per_micro / real["measured_s"],
                     "timed_by": row.timed_by, "plan_s": plan_s, "base_mb": plan.base_mb,
-                    "breakdown_mb": row.breakdown_mb, "trace": dataclasses.asdict(trace),
+                    "breakdown_mb": row.breakdown_mb, "trace": dataclasses.asdict(candidate.traces[key]), "chunk": key[2],
                     "loss_tokens": plan.data.loss_tokens, "vocab": candidate.shape.vocab,
                     "micro": BATCH[model], "load": os.getloadavg()[0],
                 }  # fmt: skip

@@ -5,9 +5,10 @@ Memory (bytes of tensors, steady state, i.e. after the first optimizer step):
 ``weights + optimizer states + max(backward peak, gradients + optimizer temporaries)``, where
 the backward peak grows linearly with the micro-batch as the traced peaks at one and two
 examples do (the chunked loss's logits stop growing at ``loss_chunk_size`` positions). The
-process then adds what it holds before any model (measured: :func:`runtime_base_mb`) and, on
-CPU, allocator overhead (:data:`CPU_OVERHEAD`, calibrated on the tiny Llama of
-``benchmarks/plan_accuracy.py``).
+process then adds what it holds before any model (measured: :func:`runtime_base_mb`, under
+the allocator ``tunelab train`` will run on) and, on CPU, what the allocator keeps of freed
+transient blocks: the transient bytes (activations, gradients, temporaries) times
+:data:`TRANSIENT_OVERHEAD` of that allocator (``tunelab.allocator.training_allocator``).
 
 Time: FLOPs of the step (2 per weight per token forward, 2 for input gradients, 2 more per
 trainable weight, the forward again under checkpointing, attention's ``4 x seq x hidden`` per
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 
 from tunelab.plan.trace import StepTrace
 
-# RSS / transient tensor bytes on CPU per allocator (freed activation blocks the allocator
-# keeps; fitted on the tiny Llama of benchmarks/plan_accuracy.py, see docs/planning.md)
-TRANSIENT_OVERHEAD = {"system": 1.3, "tcmalloc": 1.1, "jemalloc": 1.1}
+# RSS / transient tensor bytes on CPU, by allocator: least squares over the tiny Llama's rows
+# of benchmarks/plan_accuracy.py (`--fit llama`; tcmalloc 2026-12-01 18:10, glibc from that
+# morning's run); jemalloc was not measured and takes tcmalloc's. See docs/planning.md.
+TRANSIENT_OVERHEAD = {"system": 2.04, "tcmalloc": 1.33, "jemalloc": 1.33}
 CHUNK_LOGIT_COPIES = 3  # fp32 [chunk, vocab] tensors alive in a chunk's backward
 EFFICIENCY = 0.5  # achieved / measured matmul FLOP/s in a training step (no probe)
 MB = 2**20
