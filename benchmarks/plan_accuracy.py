@@ -140,19 +140,46 @@ def plan_rows(cfg: Any, probe: bool) -> tuple[Any, dict[str, Any], dict[str, Any
     return plan, plain, calibrated if probe else {}
 
 
-def fit_overhead(results: list[dict[str, Any]], model: str) -> float:
-    """Least-squares ``k`` in ``measured - base - held = k x transient`` over ``model``'s rows
-    (the procedure that set ``TRANSIENT_OVERHEAD``; see docs/planning.md)."""
+def row_parts(r: dict[str, Any]) -> tuple[float, float]:
+    """(held, transient) tensor MB of a saved result row, from its trace."""
     from tunelab.plan.estimate import tensor_parts
     from tunelab.plan.trace import StepTrace
 
+    trace = StepTrace(**{**r["trace"], "backward_extra": tuple(r["trace"]["backward_extra"])})
+    chunk = r.get("chunk", 0)  # rows saved before "chunk" was: classification (no chunking)
+    held, transient = tensor_parts(trace, r["micro"], r["loss_tokens"], chunk, r["vocab"])
+    return held / 2**20, transient / 2**20
+
+
+def fit_overhead(results: list[dict[str, Any]], model: str) -> float:
+    """Least-squares ``k`` in ``measured - base - held = k x transient`` over ``model``'s rows
+    (the procedure that set ``TRANSIENT_OVERHEAD``; see docs/planning.md)."""
     num = den = 0.0
     for r in (r for r in results if r["model"] == model):
-        trace = StepTrace(**{**r["trace"], "backward_extra": tuple(r["trace"]["backward_extra"])})
-        held, transient = tensor_parts(trace, r["micro"], r["loss_tokens"], r["chunk"], r["vocab"])
-        num += (r["measured_mb"] - r["base_mb"] - held / 2**20) * transient / 2**20
-        den += (transient / 2**20) ** 2
+        held, transient = row_parts(r)
+        num += (r["measured_mb"] - r["base_mb"] - held) * transient
+        den += transient**2
     return num / den if den else float("nan")
+
+
+def rescore(path: Path) -> None:
+    """Recompute a saved run's memory estimates with the current constants (same traces,
+    base and measurements; no process is started) and print the ratios."""
+    from tunelab.plan.estimate import process_peak_mb
+
+    results = json.loads(path.read_text())
+    ok = 0
+    for r in results:
+        held, transient = row_parts(r)
+        mb = 2**20
+        estimate = process_peak_mb(held * mb, transient * mb, r["base_mb"], "cpu", r["allocator"])
+        ratio = estimate / r["measured_mb"]
+        ok += abs(ratio - 1) <= 0.20
+        print(
+            f"{r['model']:8} {r['seq']:>4} {r['method']:14} {estimate:>8.0f} "
+            f"{r['measured_mb']:>8.0f} {ratio:>6.2f} {r['allocator']}"
+        )
+    print(f"memory within 20%: {ok} of {len(results)} rows")
 
 
 def main() -> None:
@@ -166,10 +193,16 @@ def main() -> None:
         "--fit", default=None, help="print the TRANSIENT_OVERHEAD fitted on this model's rows"
     )
     parser.add_argument(
+        "--rescore", default=None, help="recompute a saved plan_accuracy.json's estimates"
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="reuse WORK/measured.json's measured runs"
     )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.rescore:
+        rescore(Path(args.rescore))
+        return
     from tunelab import load_config
 
     work = Path(args.work or tempfile.mkdtemp(prefix="plan-accuracy-"))
