@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from train_helpers import write_classification_data
-from tunelab.allocator import find_allocator, launch_env
+from tunelab.allocator import find_allocator, launch_env, training_allocator
 from tunelab.errors import TunelabError
 
 
@@ -38,6 +38,15 @@ def test_launch_env_prepends_the_library_once(tmp_path):
     assert launch_env(env) is None  # the restarted process does not restart again
     assert launch_env({"TUNELAB_ALLOCATOR": str(library), "LD_PRELOAD": str(library)}) is None
     assert launch_env({"TUNELAB_ALLOCATOR": "system"}) is None
+
+
+def test_training_allocator_names_what_a_restarted_train_runs_on(tmp_path):
+    library = tmp_path / "libjemalloc.so.2"
+    library.write_bytes(b"")
+    assert training_allocator({"TUNELAB_ALLOCATOR": str(library)}) == "jemalloc"
+    assert training_allocator({"TUNELAB_ALLOCATOR": "system"}) == "system"
+    restarted = launch_env({"TUNELAB_ALLOCATOR": str(library)})
+    assert restarted is not None and training_allocator(restarted) == "jemalloc"
 
 
 def _train(tmp_path: Path, model_dir: Path, name: str, **env: str) -> dict:

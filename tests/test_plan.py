@@ -4,6 +4,7 @@ training process, the JSON rows, auto's choice and what it writes, QLoRA, the ba
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from transformers import AutoTokenizer
 
+from tunelab.allocator import launch_env
 from tunelab.cli import main
 from tunelab.config import load_config
 from tunelab.errors import TunelabError
@@ -68,15 +70,17 @@ def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
 
 def measured_peak_mb(config: Path, tmp_path: Path) -> float:
     """ru_maxrss of a fresh ``tunelab train`` process (what /usr/bin/time -v reports), started
-    from a small launcher so pytest's own size does not count (Linux keeps it across exec)."""
+    from a small launcher so pytest's own size does not count (Linux keeps it across exec),
+    in the environment the ``tunelab`` command restarts itself with (its allocator)."""
     launcher = (
         "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL,"
         " stderr=subprocess.DEVNULL); _, s, u = os.wait4(p.pid, 0);"
         " print(os.waitstatus_to_exitcode(s), u.ru_maxrss)"
     )
     command = [sys.executable, "-m", "tunelab.cli", "train", str(config), "--no-resume"]
+    env = launch_env(os.environ) or dict(os.environ)
     done = subprocess.run(
-        [sys.executable, "-c", launcher, *command], capture_output=True, text=True
+        [sys.executable, "-c", launcher, *command], capture_output=True, text=True, env=env
     )
     code, kib = done.stdout.split()
     assert code == "0"
@@ -94,6 +98,9 @@ def test_estimate_within_20_percent_of_a_real_training_process(tmp_path, mid_lla
     config.write_text(yaml.safe_dump(raw))
     measured = measured_peak_mb(config, tmp_path)
     assert abs(row.peak_memory_mb / measured - 1) <= 0.20, (row.peak_memory_mb, measured)
+    # the estimate assumed the allocator the training process really ran on
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["allocator"] == plan.hardware.allocator
     # the parts that do not depend on the estimator: fp32 weights, as many gradients, 2x Adam
     import torch
     from transformers import AutoModelForCausalLM

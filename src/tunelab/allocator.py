@@ -64,6 +64,17 @@ def launch_env(environ: Mapping[str, str]) -> dict[str, str] | None:
     }
 
 
+def training_allocator(environ: Mapping[str, str]) -> str:
+    """The allocator a ``tunelab train`` started from ``environ`` runs on (it restarts itself
+    under :func:`launch_env`): tcmalloc, jemalloc or system."""
+    env = launch_env(environ) or environ
+    preload = env.get("LD_PRELOAD", "") if sys.platform.startswith("linux") else ""
+    for name in ("jemalloc", "tcmalloc"):
+        if f"lib{name}" in preload:
+            return name
+    return "system"
+
+
 def relaunch_with_allocator(argv: list[str]) -> None:
     """Replace this process with itself under the allocator (returns if none applies)."""
     env = launch_env(os.environ)

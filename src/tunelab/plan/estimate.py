@@ -5,9 +5,10 @@ Memory (bytes of tensors, steady state, i.e. after the first optimizer step):
 ``weights + optimizer states + max(backward peak, gradients + optimizer temporaries)``, where
 the backward peak grows linearly with the micro-batch as the traced peaks at one and two
 examples do (the chunked loss's logits stop growing at ``loss_chunk_size`` positions). The
-process then adds what it holds before any model (measured: :func:`runtime_base_mb`) and, on
-CPU, allocator overhead (:data:`CPU_OVERHEAD`, calibrated on the tiny Llama of
-``benchmarks/plan_accuracy.py``).
+process then adds what it holds before any model (measured: :func:`runtime_base_mb`, under
+the allocator ``tunelab train`` will run on) and, on CPU, what the allocator keeps of freed
+transient blocks: the transient bytes (activations, gradients, temporaries) times
+:data:`TRANSIENT_OVERHEAD` of that allocator (``tunelab.allocator.training_allocator``).
 
 Time: FLOPs of the step (2 per weight per token forward, 2 for input gradients, 2 more per
 trainable weight, the forward again under checkpointing, attention's ``4 x seq x hidden`` per
@@ -21,7 +22,10 @@ from dataclasses import dataclass
 
 from tunelab.plan.trace import StepTrace
 
-CPU_OVERHEAD = 1.10  # RSS / tensor bytes above the base (allocator, autograd bookkeeping)
+# RSS / transient tensor bytes on CPU, by allocator: least squares over the tiny Llama's rows
+# of benchmarks/plan_accuracy.py (`--fit llama`; tcmalloc 2026-12-01 18:10, glibc from that
+# morning's run); jemalloc was not measured and takes tcmalloc's. See docs/planning.md.
+TRANSIENT_OVERHEAD = {"system": 2.04, "tcmalloc": 1.33, "jemalloc": 1.33}
 CHUNK_LOGIT_COPIES = 3  # fp32 [chunk, vocab] tensors alive in a chunk's backward
 EFFICIENCY = 0.5  # achieved / measured matmul FLOP/s in a training step (no probe)
 MB = 2**20
@@ -38,10 +42,12 @@ class Shape:
     vocab: int  # LM-head outputs (0 for classification)
 
 
-def peak_tensor_bytes(
+def tensor_parts(
     trace: StepTrace, micro: int, loss_per_example: int, chunk: int, vocab: int
-) -> float:
-    """Steady-state peak bytes of tensors at micro-batch ``micro`` (see the module doc).
+) -> tuple[float, float]:
+    """Steady-state peak bytes of tensors at micro-batch ``micro`` (see the module doc), as
+    (held for the whole run: weights and optimizer states, transient: the larger of the
+    forward+backward peak and the optimizer step's gradients and temporaries).
 
     The traced forward+backward peaks at one and two examples are split into a fixed part,
     a part per example, and (chunked loss) the logits of ``min(loss positions, chunk)``
@@ -57,13 +63,16 @@ def peak_tensor_bytes(
     fixed = one - capped(1) - per_example
     backward = fixed + micro * per_example + capped(micro)
     step = trace.grad_bytes + trace.optimizer_extra
-    return trace.weight_bytes + trace.optimizer_bytes + max(backward, step)
+    return trace.weight_bytes + trace.optimizer_bytes, max(backward, step)
 
 
-def process_peak_mb(tensor_bytes: float, base_mb: float, device: str) -> float:
-    """What the training process peaks at: RSS on CPU, allocated + CUDA context on GPU."""
-    overhead = CPU_OVERHEAD if device == "cpu" else 1.0
-    return base_mb + tensor_bytes * overhead / MB
+def process_peak_mb(
+    held: float, transient: float, base_mb: float, device: str, allocator: str = "system"
+) -> float:
+    """What the training process peaks at: RSS on CPU (the transient bytes times the
+    allocator's :data:`TRANSIENT_OVERHEAD`), allocated + CUDA context on GPU."""
+    overhead = TRANSIENT_OVERHEAD.get(allocator, TRANSIENT_OVERHEAD["system"])
+    return base_mb + (held + transient * (overhead if device == "cpu" else 1.0)) / MB
 
 
 def step_flops(shape: Shape, tokens: int, seq: int, checkpointing: bool) -> float:

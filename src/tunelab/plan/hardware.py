@@ -36,12 +36,14 @@ class Hardware:
     free_mb: float
     precisions: tuple[str, ...]  # fast on this device, fp32 first
     gflops: dict[str, float]  # measured matmul GFLOP/s per precision
+    allocator: str = "system"  # what `tunelab train` runs on (tunelab.allocator)
 
 
 def detect_hardware() -> Hardware:
     """The CUDA device when one is visible, else the CPU (RAM from /proc/meminfo)."""
     import torch
 
+    from tunelab.allocator import training_allocator
     from tunelab.train.precision import cpu_has_native_bf16, matmul_gflops
 
     if torch.cuda.is_available():
@@ -51,7 +53,8 @@ def detect_hardware() -> Hardware:
         )
         gflops = {p: cuda_gflops(p) for p in precisions}
         return Hardware(
-            "cuda", torch.cuda.get_device_name(), total / 2**20, free / 2**20, precisions, gflops
+            "cuda", torch.cuda.get_device_name(), total / 2**20, free / 2**20, precisions, gflops,
+            training_allocator(os.environ),
         )  # fmt: skip
     info = meminfo()
     precisions = ("fp32", "bf16") if cpu_has_native_bf16() else ("fp32",)
@@ -60,7 +63,7 @@ def detect_hardware() -> Hardware:
         gflops["bf16"] = matmul_gflops(torch.bfloat16)
     return Hardware(
         "cpu", f"CPU ({os.cpu_count()} cores)", info.get("MemTotal", 0.0),
-        info.get("MemAvailable", 0.0), precisions, gflops,
+        info.get("MemAvailable", 0.0), precisions, gflops, training_allocator(os.environ),
     )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Peak resident memory of a fresh process, as ``/usr/bin/time -v`` reports it.
+"""Peak resident memory of a fresh process, as ``/usr/bin/time -v`` reports it, under the
+allocator ``tunelab train`` runs on (:func:`tunelab.allocator.launch_env`).
 
 Linux keeps a process's high-water mark across ``exec``, so a child forked from a large
 process (a test runner, the planner holding traced models) would report its parent's size.
@@ -13,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tunelab.allocator import launch_env
+
 _LAUNCHER = """
 import os, subprocess, sys
 with open(sys.argv[1], "w") as out:
@@ -25,10 +28,13 @@ print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
 def run_measured(
     command: list[str], log: Path, env: dict[str, str] | None = None
 ) -> tuple[int, float]:
-    """Run ``command`` (output to ``log``); its exit code and peak RSS in MB."""
+    """Run ``command`` (output to ``log``) with the allocator the ``tunelab`` command would
+    restart itself with; its exit code and peak RSS in MB."""
+    env = env or dict(os.environ)
+    env = launch_env(env) or env
     done = subprocess.run(
         [sys.executable, "-c", _LAUNCHER, str(log), *command],
-        capture_output=True, text=True, env=env or dict(os.environ),
+        capture_output=True, text=True, env=env,
     )  # fmt: skip
     fields = done.stdout.split()
     if done.returncode != 0 or len(fields) != 2:

@@ -13,9 +13,9 @@ from tunelab.config.section import parse_memory_mb
 from tunelab.errors import TunelabError, first_line
 from tunelab.plan.estimate import (
     Shape,
-    peak_tensor_bytes,
     process_peak_mb,
     step_time_s,
+    tensor_parts,
 )
 from tunelab.plan.hardware import Hardware, detect_hardware, runtime_base_mb
 from tunelab.plan.rows import Candidate, DataShape, Plan, Row
@@ -309,9 +309,10 @@ def make_row(
     data, shape = plan.data, candidate.shape
     from tunelab.plan.probe import calibration
 
-    tensors = peak_tensor_bytes(trace, micro, data.loss_tokens, chunk, shape.vocab)
-    tensors *= calibration(plan, candidate)
-    peak = process_peak_mb(tensors, plan.base_mb, plan.hardware.device)
+    held, transient = tensor_parts(trace, micro, data.loss_tokens, chunk, shape.vocab)
+    scale = calibration(plan, candidate)
+    hw = plan.hardware
+    peak = process_peak_mb(held * scale, transient * scale, plan.base_mb, hw.device, hw.allocator)
     accumulation = plan.effective_batch // micro
     seq = max(1, round(data.mean_length))
     per_micro, timed_by = micro_time(plan, candidate, precision, checkpointing, micro, seq)

@@ -19,7 +19,7 @@ from typing import Any
 
 from tunelab.config import RunConfig
 from tunelab.errors import TunelabError
-from tunelab.plan.estimate import peak_tensor_bytes, process_peak_mb
+from tunelab.plan.estimate import process_peak_mb, tensor_parts
 from tunelab.plan.measure import run_measured
 from tunelab.plan.rows import Candidate, Plan
 
@@ -63,10 +63,12 @@ def calibration(plan: Plan, candidate: Candidate) -> float:
     trace = candidate.traces.get(key) if key else None
     if measured is None or trace is None:
         return 1.0
-    tensors = peak_tensor_bytes(
+    held, transient = tensor_parts(
         trace, PROBE_MICROS[-1], plan.data.loss_tokens, key[2], candidate.shape.vocab
     )
-    estimated = process_peak_mb(tensors, plan.base_mb, plan.hardware.device) - plan.base_mb
+    hw = plan.hardware
+    estimated = process_peak_mb(held, transient, plan.base_mb, hw.device, hw.allocator)
+    estimated -= plan.base_mb
     return min(2.0, max(0.5, (measured - plan.base_mb) / max(estimated, 1e-6)))
 
 

@@ -17,6 +17,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     return {
         "device": hw.device,
         "device_name": hw.name,
+        "allocator": hw.allocator,
         "budget_mb": round(plan.budget_mb, 1),
         "budget_source": plan.budget_source,
         "effective_batch": plan.effective_batch,
@@ -48,7 +49,7 @@ def print_plan(plan: Plan, console: Console) -> None:
         f"{hw.name}: budget {plan.budget_mb:,.0f} MB ({plan.budget_source}); "
         f"{data.examples} train examples, longest {data.max_length} tokens, mean "
         f"{data.mean_length:.0f}; effective batch {plan.effective_batch}; process base "
-        f"{plan.base_mb:,.0f} MB",
+        f"{plan.base_mb:,.0f} MB" + (f" ({hw.allocator} allocator)" if hw.device == "cpu" else ""),
         soft_wrap=True,
     )
     table = Table(show_lines=False)
