@@ -41,11 +41,17 @@ def cli_env() -> dict[str, str]:
 class Server:
     """``tunelab serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, args: list[str], log: Path, timeout: float = 120) -> None:
+    def __init__(
+        self, args: list[str], log: Path, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> None:
         self.log = log
         cmd = [sys.executable, "-m", "tunelab.cli", "serve", *args, "--port", "0"]
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=log.open("wb"), env=cli_env(), text=True
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=log.open("wb"),
+            env={**cli_env(), **(env or {})},
+            text=True,
         )
         line = self.proc.stdout.readline()  # the address line comes once the socket is bound
         found = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)

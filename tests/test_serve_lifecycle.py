@@ -1,6 +1,9 @@
 """Overload, disconnects and shutdown of a live server that decodes one row at a time.
 
-``--max-batch 1 --max-queue 1``: one request decodes, one waits, the rest are refused.
+``--max-batch 1 --max-queue 1``: one request decodes, one waits, the rest are refused. Every
+decoding step takes 10 ms longer (``TUNELAB_TEST_STEP_SECONDS``, a slower device), so a long
+request decodes for at least 2 s however fast the machine: on a quiet one the tiny model
+finished before the next request could be seen waiting.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import httpx
 import pytest
 
 from serve_helpers import Server, make_run, metric
+from tunelab.serving.worker import STEP_DELAY_ENV
 
 LONG = 200  # new tokens of a long request (the tiny model's limit is 256 positions)
 BODY = {
@@ -31,7 +35,7 @@ def server(tmp_path_factory, tiny_llama_dir):
     root = tmp_path_factory.mktemp("serve_life")
     run = make_run(tiny_llama_dir, root / "run", "causal_lm", {"name": "lora"}, 9)
     args = [str(run), "--max-batch", "1", "--max-queue", "1", "--drain-seconds", "300"]
-    srv = Server(args, root / "server.log")
+    srv = Server(args, root / "server.log", env={STEP_DELAY_ENV: "0.01"})
     yield srv
     srv.terminate()
 

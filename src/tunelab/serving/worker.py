@@ -8,10 +8,15 @@ mix of its LoRA adapters), and finished rows leave, so a request never waits for
 end. Anything else (classification, prompt or prefix tuning, DoRA, another model) waits until
 the running batch has drained and then runs as one batch (:meth:`Engine.run`), jobs in
 arrival order. ``stop`` lets the queued jobs finish, then ends the thread.
+
+Test hook: ``TUNELAB_TEST_STEP_SECONDS=S`` makes every decoding step of a continuous batch
+take ``S`` seconds longer, as a slower device would, so that tests of queueing and
+disconnects see a request wait whatever the speed of the machine.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -21,6 +26,8 @@ from tunelab.errors import first_line
 from tunelab.serving.continuous import Running
 from tunelab.serving.engine import Engine, continuous
 from tunelab.serving.jobs import Job
+
+STEP_DELAY_ENV = "TUNELAB_TEST_STEP_SECONDS"
 
 
 class QueueFull(Exception):
@@ -47,6 +54,7 @@ class Worker:
         self.running: Running | None = None
         self.batch_rows = 0  # rows of a per-batch run in progress
         self.thread = threading.Thread(target=self._loop, name="tunelab-serve-worker", daemon=True)
+        self.step_delay = float(os.environ.get(STEP_DELAY_ENV) or 0)  # the test hook
 
     def start(self) -> None:
         self.thread.start()
@@ -161,6 +169,8 @@ class Worker:
                 running.step()
             except Exception as exc:  # a failed step must not stop the server
                 _fail(list({id(c.job): c.job for c in running.fail()}.values()), exc)
+            if self.step_delay:
+                time.sleep(self.step_delay)
         if not running:
             self.running = None
 
