@@ -182,6 +182,7 @@ def trace_candidates(
     from tunelab.config.method import method_adapter
     from tunelab.methods.registry import get_method
     from tunelab.models import load_model
+    from tunelab.train.fast_dropout import apply_fast_dropout
     from tunelab.train.objective import loss_fn_for
 
     base: nn.Module | None = None
@@ -207,6 +208,7 @@ def trace_candidates(
             model.to(hardware.device)
         base_params = sum(p.numel() for p in model.parameters())
         model = get_method(method_cfg.name).apply(model, method_cfg.settings, cfg.task)
+        apply_fast_dropout(model, cfg.train.fast_dropout, hardware.device)  # as training does
         candidate = describe(label, section, model, base_params, cfg.task)
         supported = checkpoint_options(model)
         for precision, checkpointing, chunk in variants:

@@ -184,6 +184,15 @@ def use_fast_dropout(model: nn.Module, scope: Literal["all", "adapters"] = "all"
     return swapped
 
 
+def apply_fast_dropout(model: nn.Module, setting: bool | str, device_type: str) -> int:
+    """What ``train.fast_dropout`` (``setting``) asks for on ``device_type``: nothing off CPU
+    or when false; every dropout for true; the method's for ``"adapters"``. Training and the
+    plan's trace both call it, so the plan measures the masks training will draw."""
+    if not setting or device_type != "cpu":
+        return 0
+    return use_fast_dropout(model, "all" if setting is True else "adapters")
+
+
 def adapter_layers(model: nn.Module) -> list[nn.Module]:
     """The layers a parameter-efficient method added: PEFT tuner layers, bottleneck adapters."""
     from peft.tuners.tuners_utils import BaseTunerLayer

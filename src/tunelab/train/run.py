@@ -34,7 +34,7 @@ from tunelab.train.checkpoint import (
 )
 from tunelab.train.dropout import set_dropout
 from tunelab.train.early_stopping import EarlyStopping
-from tunelab.train.fast_dropout import use_fast_dropout
+from tunelab.train.fast_dropout import apply_fast_dropout
 from tunelab.train.loop import Loop, LoopState, TrainData, fit, total_steps_for
 from tunelab.train.monitor import Monitor, check_trackers, truncate_metrics
 from tunelab.train.multitask import (
@@ -229,8 +229,7 @@ def build_loop(
     else:
         data = train_data(cfg, splits["train"], model, pad_token_id, accelerator)
     total_steps = total_steps_for(cfg.train, data.batches_per_epoch)
-    if cfg.train.fast_dropout and accelerator.device.type == "cpu":
-        use_fast_dropout(model, "all" if cfg.train.fast_dropout is True else "adapters")
+    apply_fast_dropout(model, cfg.train.fast_dropout, accelerator.device.type)
     model = backend.shard(model)  # before the optimizer is built over its parameters
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train, total_steps)
