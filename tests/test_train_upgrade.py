@@ -16,7 +16,7 @@ from rich.console import Console
 from train_helpers import lm_config, write_text_data
 from tunelab.errors import TunelabError
 from tunelab.train import train
-from tunelab.train.checkpoint import UNHASHED_TRAIN_KEYS, list_checkpoints
+from tunelab.train.checkpoint import UNHASHED_TRAIN_KEYS, flatten_settings, list_checkpoints
 
 SHORT = {"max_steps": 4, "save_every": 2, "keep_last": 10, "eval_every": 2}
 ADDED = (("data", "augment"), ("data", "columns", "image"))  # fields the earlier version lacked
@@ -38,16 +38,6 @@ def _earlier_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _flat(values: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 @pytest.fixture(scope="module")
 def earlier_run(tiny_llama_dir, tmp_path_factory):
     """A finished 4-step run rewritten as the earlier version left it: its config.yaml,
@@ -65,7 +55,7 @@ def earlier_run(tiny_llama_dir, tmp_path_factory):
     for _, path in list_checkpoints(run):
         state = json.loads((path / "state.json").read_text())
         assert "data.augment.flip" in state["settings"]  # what the rewrite removes
-        state.update(config_hash=old_hash, settings=_flat(sections))
+        state.update(config_hash=old_hash, settings=flatten_settings(sections))
         (path / "state.json").write_text(json.dumps(state))
     return root, data
 

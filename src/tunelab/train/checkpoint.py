@@ -123,14 +123,15 @@ def hash_matches(cfg: RunConfig, stored: Any, run_dir: Path) -> bool:
 
 def run_settings(cfg: RunConfig) -> dict[str, Any]:
     """The config's model, data, method, train and eval settings as flat dotted keys."""
-    return _flatten(cfg.model_dump(mode="json", include=SETTINGS_SECTIONS))
+    return flatten_settings(cfg.model_dump(mode="json", include=SETTINGS_SECTIONS))
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_settings(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as flat dotted keys (``{'a': {'b': 1}}`` -> ``{'a.b': 1}``)."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_settings(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

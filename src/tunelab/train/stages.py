@@ -213,10 +213,7 @@ def check_plan(run_dir: Path, stages: list[Stage]) -> None:
     and save cadence, evaluation); the stage in progress may also get more steps or epochs,
     as a one-stage run may. Stages not started yet may change freely.
     """
-    path = Path(run_dir) / PLAN_FILE
-    if not path.is_file():
-        return
-    recorded = json.loads(path.read_text(encoding="utf-8"))["stages"]
+    recorded = plan_entries(run_dir)
     for i, entry in enumerate(recorded):
         folder = Path(run_dir) / STAGES_DIR / entry["dir"]
         if latest_checkpoint(folder) is None and not (folder / "train_summary.json").is_file():
@@ -273,8 +270,12 @@ def finished_stages(cfg: RunConfig, stages: list[Stage]) -> dict[str, Any] | Non
 def recorded_stages(run_dir: Path) -> list[tuple[str, Path]]:
     """``(name, folder)`` of each stage a staged run recorded, in order; ``[]`` for a run
     without stages."""
+    return [(e["name"], Path(run_dir) / STAGES_DIR / e["dir"]) for e in plan_entries(run_dir)]
+
+
+def plan_entries(run_dir: Path) -> list[dict[str, Any]]:
+    """The stage entries a staged run recorded in its plan file; ``[]`` when it has none."""
     path = Path(run_dir) / PLAN_FILE
     if not path.is_file():
         return []
-    recorded = json.loads(path.read_text(encoding="utf-8"))["stages"]
-    return [(entry["name"], Path(run_dir) / STAGES_DIR / entry["dir"]) for entry in recorded]
+    return json.loads(path.read_text(encoding="utf-8"))["stages"]
