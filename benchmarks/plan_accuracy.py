@@ -15,8 +15,8 @@ the memory estimate, ``TRANSIENT_OVERHEAD``, was fitted on the tiny Llama's rows
         [--models llama,minilm,smollm2] [--work DIR [--reuse]] [--fit llama]
 
 ``--reuse`` takes the measured runs of an earlier call from ``DIR/measured.json`` (the plan
-is always rebuilt). Memory ratios are of the plan without ``--probe``'s rescaling (``probe
-x``: with it); with ``--probe`` the time ratio is the probe's.
+is always rebuilt). With ``--probe`` the time ratio is the probe's (the probe does not change
+the memory estimate; ``probe MB`` is the probe process's own peak at micro-batch 2).
 
 Prints one table row per measurement with the ratios estimate / measured, and how many rows
 meet the targets (memory within 20%, time within 30% with --probe).
@@ -129,15 +129,12 @@ def measured(work: Path, key: str, run: dict[str, Any], reuse: bool) -> dict[str
     return cache[key]
 
 
-def plan_rows(cfg: Any, probe: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """The plan, its rows without the probe's memory rescaling, and (--probe) with it."""
-    from tunelab.plan.planner import build_plan, expand
+def plan_rows(cfg: Any, probe: bool) -> tuple[Any, dict[str, Any]]:
+    """The plan of ``cfg`` (the config's own variant) and its rows by (method, micro-batch)."""
+    from tunelab.plan.planner import build_plan
 
     plan = build_plan(cfg, probe=probe, grid=False)
-    calibrated = {(r.method, r.micro_batch): r for r in plan.rows}
-    plan.probe_measured = {}  # the memory estimate proper: no measured peak rescales it
-    plain = {(r.method, r.micro_batch): r for r in expand(cfg, plan)}
-    return plan, plain, calibrated if probe else {}
+    return plan, {(r.method, r.micro_batch): r for r in plan.rows}
 
 
 def row_parts(r: dict[str, Any]) -> tuple[float, float]:
@@ -211,7 +208,7 @@ def main() -> None:
     results = []
     header = (
         f"{'model':8} {'seq':>4} {'method':14} {'est MB':>8} {'real MB':>8} {'mem x':>6} "
-        f"{'probe x':>7} {'est s':>7} {'real s':>7} {'time x':>6} alloc"
+        f"{'probe MB':>8} {'est s':>7} {'real s':>7} {'time x':>6} alloc"
     )
     print(header, flush=True)
     for model in args.models.split(","):
@@ -219,11 +216,11 @@ def main() -> None:
         for seq in seqs[:1] if args.quick else seqs:
             cfg = load_config(run_config(work, model, seq, {"name": "lora"}, work / "plan-run"))
             started = time.perf_counter()
-            plan, plain, calibrated = plan_rows(cfg, args.probe)
+            plan, rows = plan_rows(cfg, args.probe)
             plan_s = time.perf_counter() - started
             for candidate in plan.candidates:
-                row = plain[(candidate.label, BATCH[model])]
-                probed = calibrated.get((candidate.label, BATCH[model]))
+                row = rows[(candidate.label, BATCH[model])]
+                probe_mb = plan.probe_measured.get(candidate.label)
                 run = run_config(work, model, seq, candidate.method, work / "run")
                 try:
                     real = measured(work, f"{model}/{seq}/{candidate.label}", run, args.reuse)
@@ -236,8 +233,7 @@ def main() -> None:
                     "model": model, "seq": seq, "method": candidate.label, **real,
                     "estimate_mb": row.peak_memory_mb,
                     "memory_ratio": row.peak_memory_mb / real["measured_mb"],
-                    "probe_memory_ratio": probed.peak_memory_mb / real["measured_mb"]
-                    if probed else None,
+                    "probe_mb": probe_mb,
                     "estimate_s": per_micro, "time_ratio": per_micro / real["measured_s"],
                     "timed_by": row.timed_by, "plan_s": plan_s, "base_mb": plan.base_mb,
                     "breakdown_mb": row.breakdown_mb, "trace": dataclasses.asdict(candidate.traces[key]), "chunk": key[2],
@@ -245,10 +241,10 @@ def main() -> None:
                     "micro": BATCH[model], "load": os.getloadavg()[0],
                 }  # fmt: skip
                 results.append(result)
-                probe_x = f"{result['probe_memory_ratio']:>7.2f}" if probed else f"{'-':>7}"
+                probe_col = f"{probe_mb:>8.0f}" if probe_mb else f"{'-':>8}"
                 print(
                     f"{model:8} {seq:>4} {candidate.label:14} {row.peak_memory_mb:>8.0f} "
-                    f"{real['measured_mb']:>8.0f} {result['memory_ratio']:>6.2f} {probe_x} "
+                    f"{real['measured_mb']:>8.0f} {result['memory_ratio']:>6.2f} {probe_col} "
                     f"{per_micro:>7.3f} {real['measured_s']:>7.3f} {result['time_ratio']:>6.2f} "
                     f"{real['allocator']}",
                     flush=True,

@@ -186,6 +186,17 @@ def test_checks_that_need_a_gpu_or_fp16_on_records():
     found = {f.code: f for f in diagnose(record(rows))}
     assert found["loss_spikes"].steps == (7,) and found["grad_explosions"].steps == (7,)
     assert "median 2" in found["loss_spikes"].evidence
+    # near convergence, one hard small batch below the starting loss is noise, not a spike;
+    # the same jump that lasts (the model got worse) is one
+    falling = [1.6, 1.6, 1.5, 1.2, 0.8] + [0.3, 0.2] * 5
+    noisy = falling + [1.45] + [0.3, 0.2] * 3
+    lasting = falling + [1.45, 1.5, 1.4, 1.45, 1.5] + [0.3, 0.2] * 3
+    codes = {
+        name: {f.code: f for f in diagnose(record([{"loss": v, "grad_norm": 1.0} for v in losses]))}
+        for name, losses in (("noisy", noisy), ("lasting", lasting))
+    }
+    assert "loss_spikes" not in codes["noisy"]
+    assert codes["lasting"]["loss_spikes"].steps[0] == len(falling) + 1
     # metrics but no summary and no recorded error: killed or crashed
     killed = record([{"loss": 2.0, "grad_norm": 1.0}] * 3)
     assert [f.code for f in diagnose(killed)] == ["unfinished"]

@@ -14,6 +14,7 @@ HISTORY = 20  # steps a spike is measured against
 MIN_HISTORY = 5
 LOSS_SPIKE = 3.0  # x the recent median ...
 LOSS_SPIKE_NATS = 1.0  # ... and this much above it
+LASTING = 5  # steps a spike below the starting loss must last (as their median) to count
 GRAD_EXPLOSION = 100.0  # x the recent median gradient norm
 FP16_SETTLE = 20  # the loss scaler's first halvings (finding its scale) are normal
 FP16_SKIPS = 3
@@ -57,8 +58,25 @@ def nonfinite(run: RunRecord) -> Iterator[Finding]:
                   "error", tuple(bad[:10]))  # fmt: skip
 
 
+def lasting(values: list[tuple[int, float]], found: list[tuple]) -> list[tuple]:
+    """The loss spikes that are not one hard batch: above the run's starting loss (median of
+    its first 3 steps), or still above the spike threshold as the median of the spike step and
+    the next ``LASTING - 1`` (a damaged model stays worse; a noisy small batch does not)."""
+    finite = [(s, v) for s, v in values if math.isfinite(v)]
+    start = median([v for _, v in finite[:3]])
+    index = {s: i for i, (s, _) in enumerate(finite)}
+    kept = []
+    for step, value, recent in found:
+        near = [v for _, v in finite[index[step] : index[step] + LASTING]]
+        threshold = max(LOSS_SPIKE * recent, recent + LOSS_SPIKE_NATS)
+        if value > start or (len(near) == LASTING and median(near) > threshold):
+            kept.append((step, value, recent))
+    return kept
+
+
 def loss_spikes(run: RunRecord) -> Iterator[Finding]:
-    found = spikes(run.losses(), LOSS_SPIKE, LOSS_SPIKE_NATS)
+    losses = run.losses()
+    found = lasting(losses, spikes(losses, LOSS_SPIKE, LOSS_SPIKE_NATS))
     if not found:
         return
     shown = "; ".join(f"step {s}: {v:.4g} vs median {m:.4g}" for s, v, m in found[:4])

@@ -309,12 +309,9 @@ def make_row(
 ) -> Row:
     """One configuration's estimates."""
     data, shape = plan.data, candidate.shape
-    from tunelab.plan.probe import calibration
-
     held, transient = tensor_parts(trace, micro, data.loss_tokens, chunk, shape.vocab)
-    scale = calibration(plan, candidate)
     hw = plan.hardware
-    peak = process_peak_mb(held * scale, transient * scale, plan.base_mb, hw.device, hw.allocator)
+    peak = process_peak_mb(held, transient, plan.base_mb, hw.device, hw.allocator)
     accumulation = plan.effective_batch // micro
     seq = max(1, round(data.mean_length))
     per_micro, timed_by = micro_time(plan, candidate, precision, checkpointing, micro, seq)

@@ -4,8 +4,9 @@ each method in a fresh process (like a training run), to fit step time and check
 Per method (at the config's precision, checkpointing and loss chunking, on the longest train
 example): the median step at micro-batch 1 and 2 gives ``t(m) = a + m * per_example``; every
 row of that method then takes ``a`` plus ``per_example`` scaled by its FLOPs (precision by the
-measured matmul speeds). The process's peak (RSS on CPU, allocated + CUDA context on GPU) at
-micro-batch 2 rescales that method's estimated tensor memory (see docs/planning.md).
+measured matmul speeds). The probe process's peak (RSS on CPU, allocated + CUDA context on GPU)
+is reported beside the plan (``probe_peak_mb``) as a check; it does not rescale the memory
+estimate, which was closer to the measured training peak without it (docs/planning.md).
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from typing import Any
 
 from tunelab.config import RunConfig
 from tunelab.errors import TunelabError
-from tunelab.plan.estimate import process_peak_mb, tensor_parts
 from tunelab.plan.measure import run_measured
 from tunelab.plan.rows import Candidate, Plan
 
 PROBE_MICROS = (1, 2)
-PROBE_STEPS = 2
+PROBE_STEPS = 3
 
 
 def probe_candidates(
@@ -43,33 +43,10 @@ def probe_candidates(
             "tokens": seq,
             "seq": seq,
             "precision": cfg.train.precision,
-            "key": probe_key(cfg),
         }
         if plan.hardware.device == "cuda":
             peak_mb = plan.base_mb + result.get("cuda_peak_mb", 0.0)
         plan.probe_measured[candidate.label] = peak_mb
-
-
-def probe_key(cfg: RunConfig) -> tuple[str, bool, int]:
-    """The traced configuration the probe runs: the config's precision, checkpointing, chunk."""
-    chunk = (cfg.train.loss_chunk_size or 0) if cfg.task == "causal_lm" else 0
-    return (cfg.train.precision, cfg.model.gradient_checkpointing, chunk)
-
-
-def calibration(plan: Plan, candidate: Candidate) -> float:
-    """measured / estimated tensor memory at the probe's micro-batch (1.0 without a probe)."""
-    measured = plan.probe_measured.get(candidate.label)
-    key = candidate.probe["key"] if candidate.probe else None
-    trace = candidate.traces.get(key) if key else None
-    if measured is None or trace is None:
-        return 1.0
-    held, transient = tensor_parts(
-        trace, PROBE_MICROS[-1], plan.data.loss_tokens, key[2], candidate.shape.vocab
-    )
-    hw = plan.hardware
-    estimated = process_peak_mb(held, transient, plan.base_mb, hw.device, hw.allocator)
-    estimated -= plan.base_mb
-    return min(2.0, max(0.5, (measured - plan.base_mb) / max(estimated, 1e-6)))
 
 
 def run_probe(

@@ -15,26 +15,23 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Time ``spec["steps"]`` steps at each micro-batch of ``spec["micros"]`` after a warmup."""
     import torch
 
-    import tunelab.train.run  # noqa: F401  (the same imports as a training process)
     from tunelab.config import load_config
-    from tunelab.methods import apply_method
-    from tunelab.models import load_model
     from tunelab.plan.trace import autocast_for
+    from tunelab.train.fast_dropout import apply_fast_dropout
     from tunelab.train.objective import loss_fn_for
     from tunelab.train.optim import build_optimizer
+    from tunelab.train.run import build_model
 
     cfg = load_config(spec["config"])
-    quantize = getattr(cfg.method.settings, "quantize", None)
-    model = load_model(cfg.model, cfg.task, spec["label_names"], quantize)
-    model = apply_method(model, cfg.method, cfg.task)
-    if cfg.model.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()
+    model = build_model(cfg, spec["label_names"])  # as the training process builds it
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if not quantize:
+    if not getattr(cfg.method.settings, "quantize", None):
         model.to(device)
+    apply_fast_dropout(model, cfg.train.fast_dropout, device)
     model.train()
     optimizer = build_optimizer(model, cfg.train)
     loss_fn = loss_fn_for(cfg.task, cfg.train.loss_chunk_size)
+    max_norm = cfg.train.max_grad_norm or float("inf")  # the loop always takes the norm
     one = {k: torch.tensor(v, device=device) for k, v in spec["batch"].items()}
     times: dict[str, float] = {}
     for micro in spec["micros"]:
@@ -45,6 +42,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             with autocast_for(cfg.train.precision, device):
                 loss, _ = loss_fn(model, batch)
             loss.float().backward()
+            float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))  # as the loop
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if device == "cuda":
