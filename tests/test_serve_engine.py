@@ -108,17 +108,20 @@ def test_worker_refuses_past_its_queue_and_batches_what_waits(tmp_path, tiny_lla
     engine = load_engine(run_dir)
     slot = engine.slot("run")
     rows: list[int] = []
-    worker = Worker(engine, max_queue=2, max_rows=8, window_s=0.2, on_batch=rows.append)
-    events: list[list] = [[], [], []]
-    jobs = [_job(slot, "hello", events[i].append, 4) for i in range(3)]
-    worker.submit(jobs[0])
-    worker.submit(jobs[1])
+    # room for 2 decoding rows + 1 waiting job: the idle batch's free rows count as room
+    worker = Worker(engine, max_queue=1, max_rows=2, window_s=0.2, on_batch=rows.append)
+    events: list[list] = [[], [], [], []]
+    jobs = [_job(slot, "hello", events[i].append, 4) for i in range(4)]
+    for job in jobs[:3]:
+        worker.submit(job)
     with pytest.raises(QueueFull):
-        worker.submit(jobs[2])
+        worker.submit(jobs[3])
     worker.start()
     worker.stop(60)
-    assert rows[0] == 2  # the two queued jobs decode together from the first step
-    assert all(any(isinstance(e, Finish) for e in ev) for ev in events[:2])
+    assert rows[0] == 2  # two of the queued jobs decode together from the first step
+    assert max(rows) == 2  # never more than max_rows
+    assert all(any(isinstance(e, Finish) for e in ev) for ev in events[:3])
+    assert events[3] == []
 
 
 def test_a_request_arriving_mid_generation_joins_and_leaves_first(tmp_path, tiny_llama_dir):

@@ -60,9 +60,13 @@ class Worker:
         self.thread.start()
 
     def submit(self, job: Job) -> None:
-        """Queue ``job``; raises :class:`QueueFull` when there is no room."""
+        """Queue ``job``; raises :class:`QueueFull` when ``max_queue`` jobs already wait for a
+        row. Jobs that the batch's free rows take at its next step do not count: two requests
+        sent together to an idle server with one row and a one-job queue are both taken, even
+        though the first is still in the queue when the second arrives."""
         with self.ready:
-            if len(self.pending) >= self.max_queue:
+            free_rows = max(0, self.max_rows - self.busy)
+            if len(self.pending) >= self.max_queue + free_rows:
                 raise QueueFull
             self.pending.append(job)
             self.ready.notify()
