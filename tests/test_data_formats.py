@@ -169,6 +169,7 @@ def test_rows_whose_response_is_truncated_away_are_dropped(tmp_path, tokenizer_d
     assert prepared.report["rows"] == {"train": 1}
     step = prepared.report["cleaning"]["removed"]["no_loss_after_truncation"]
     assert step["removed"] == 1
+    assert prepared.report["no_loss_dropped"] == {"train": 1}  # per split, for the doctor
     assert prepared.examples["train"][0]["reference"] == "fine thanks"
 
 

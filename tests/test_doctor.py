@@ -203,6 +203,25 @@ def test_checks_that_need_a_gpu_or_fp16_on_records():
     assert "ends at step 3" in diagnose(killed)[0].evidence
 
 
+def test_truncation_counts_the_rows_dropped_for_a_cut_response():
+    # 30 kept rows (1 of them cut) and 70 dropped: their whole response was cut off
+    report = {
+        "rows": {"train": 30},
+        "truncated": {"train": 71},
+        "no_loss_dropped": {"train": 70},
+        "max_length": 256,
+        "token_lengths": {"train": {"p50": 54, "p90": 202, "p99": 254, "max": 265}},
+    }
+    config = {"train": {}, "data": {"truncation_side": "right"}}
+    run = RunRecord(Path("x"), config, None, report, [{"type": "train", "step": 1, "loss": 2.0}])
+    [finding] = [f for f in diagnose(run) if f.code == "truncation"]
+    assert finding.evidence.startswith("71 of 100 train rows (71%)")
+    assert "70 of them lost their whole response" in finding.evidence
+    # the kept rows' p99 (254) is no advice when the limit is 256 and long rows were dropped
+    assert "a data.max_length above 256" in finding.fix
+    assert "data.truncation_side: left" in finding.fix
+
+
 def test_registry_takes_a_new_check():
     def always(run):
         yield Finding("custom", "custom", "evidence", "fix", "info")

@@ -116,7 +116,7 @@ def build(cfg: DataConfig, tokenizer: Any, sources: dict[str, list[Path]]) -> Pr
     rows_by_split = drop_cross_split_duplicates(rows_by_split, log)
     label_names = label_names_of(rows_by_split) if classification else None
     prepared = PreparedData({}, {}, label_names, {})
-    lengths, truncated, unknown = {}, {}, {}
+    lengths, truncated, dropped, unknown = {}, {}, {}, {}
     counts = [f"{name} {len(rows_by_split[name])}" for name in SPLITS if rows_by_split[name]]
     total = sum(len(rows_by_split[name]) for name in SPLITS)
     status(f"tokenising {total} rows ({', '.join(counts)})")
@@ -131,9 +131,11 @@ def build(cfg: DataConfig, tokenizer: Any, sources: dict[str, list[Path]]) -> Pr
         prepared.splits[name] = dataset_from(encoded.columns)
         prepared.examples[name] = examples
         lengths[name], truncated[name] = encoded.lengths, encoded.truncated
+        dropped[name] = len(encoded.no_loss)
         unknown[name] = unknown_rate(encoded.columns["input_ids"], tokenizer)
     unk_token = tokenizer.unk_token if unknown_token_id(tokenizer) is not None else None
     prepared.report = build_report(cfg, prepared, log, lengths, truncated)
+    prepared.report["no_loss_dropped"] = dropped  # of the truncated rows, per split
     prepared.report.update(unk_token=unk_token, unk_rate=unknown)
     prepared.report["warnings"] = report_warnings(prepared.report)
     return prepared

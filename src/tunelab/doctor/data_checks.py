@@ -17,26 +17,40 @@ DUPLICATES = 0.10  # of the rows before cleaning
 
 
 def truncation(run: RunRecord) -> Iterator[Finding]:
+    """Many train rows longer than ``data.max_length``. Rows whose whole response was cut off
+    were dropped (``no_loss_dropped``): they count as cut, and their lengths are not in the
+    report's token lengths, so the advice then names no length the kept rows would suggest."""
     report = run.data_report or {}
-    rows = (report.get("rows") or {}).get("train", 0)
+    dropped = (report.get("no_loss_dropped") or {}).get("train", 0)
+    rows = (report.get("rows") or {}).get("train", 0) + dropped
     cut = (report.get("truncated") or {}).get("train", 0)
     if not rows or cut / rows < TRUNCATED:
         return
     lengths = (report.get("token_lengths") or {}).get("train", {})
     limit = report.get("max_length") or run.section("data").get("max_length")
     p99 = lengths.get("p99")
-    target = (
-        f"data.max_length: {int(math.ceil(p99 / 64) * 64)}" if p99 else "a larger data.max_length"
-    )
+    suggested = int(math.ceil(p99 / 64) * 64) if p99 else 0
+    if suggested > (limit or 0) and not dropped:
+        target = f"data.max_length: {suggested} (covers 99% of rows)"
+    else:
+        target = f"a data.max_length above {limit}"
     side = run.section("data").get("truncation_side")
-    yield Finding(
-        "truncation",
-        "heavy truncation: many training rows are cut",
+    evidence = (
         f"{cut} of {rows} train rows ({cut / rows:.0%}) are longer than data.max_length {limit} "
-        f"(token lengths p50 {lengths.get('p50')}, p90 {lengths.get('p90')}, max {lengths.get('max')})",
-        f"{target} (covers 99% of rows), or shorter examples"
-        + (f"; rows are cut on the {side} (data.truncation_side)" if side else ""),
+        f"(token lengths p50 {lengths.get('p50')}, p90 {lengths.get('p90')}, max {lengths.get('max')}"
+        + (" of the rows kept)" if dropped else ")")
     )
+    if dropped:
+        evidence += (
+            f"; {dropped} of them lost their whole response and were dropped "
+            "(no_loss_after_truncation)"
+        )
+    fix = f"{target}, or shorter examples"
+    if dropped and side != "left":
+        fix += "; data.truncation_side: left keeps the responses"
+    elif side:
+        fix += f"; rows are cut on the {side} (data.truncation_side)"
+    yield Finding("truncation", "heavy truncation: many training rows are cut", evidence, fix)
 
 
 def label_imbalance(run: RunRecord) -> Iterator[Finding]:
