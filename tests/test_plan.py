@@ -144,6 +144,19 @@ def test_plan_json_rows(tmp_path, tiny_llama_dir, monkeypatch, capsys):
         same = [r for r in rows if r["precision"] == "fp32" and r["gradient_checkpointing"] is key]
         peaks = [r["peak_memory_mb"] for r in sorted(same, key=lambda r: r["micro_batch"])]
         assert peaks == sorted(peaks)
+    # the table reads whole in an 80-column terminal (and in a piped output): nothing cut
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = run_cli(
+        ["plan", str(config), "--method", "lora", "--memory-budget", "64GB"], monkeypatch, capsys
+    )
+    assert code == 0, err
+    table = out[out.index("method") :].splitlines()
+    assert "…" not in out and max(len(line) for line in table[:-1]) <= 80
+    first = next(line.split() for line in table if line.startswith("lora"))
+    row = rows[0]
+    assert first[first.index("x") - 1 : first.index("x") + 2] == [
+        str(row["micro_batch"]), "x", str(row["gradient_accumulation_steps"])
+    ]  # fmt: skip
 
 
 def test_impossible_budget_names_the_smallest_config(tmp_path, tiny_llama_dir, monkeypatch, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -42,6 +43,15 @@ def describe_row(row: Row) -> str:
     )
 
 
+def compact_count(n: int) -> str:
+    """``677765`` -> ``678k``, ``23392906`` -> ``23.4M`` (the exact count is in ``--json``)."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            value = n / size
+            return f"{value:.3g}{suffix}"
+    return str(n)
+
+
 def print_plan(plan: Plan, console: Console) -> None:
     """The table, then which rows fit the budget."""
     hw, data = plan.hardware, plan.data
@@ -52,16 +62,18 @@ def print_plan(plan: Plan, console: Console) -> None:
         f"{plan.base_mb:,.0f} MB" + (f" ({hw.allocator} allocator)" if hw.device == "cpu" else ""),
         soft_wrap=True,
     )
-    table = Table(show_lines=False)
-    for title in ("method", "precision", "ckpt", "chunk", "micro x accum", "peak MB",
-                  "step s", "epoch s", "trainable", "artifact MB", "fits"):  # fmt: skip
-        table.add_column(title, justify="left" if title in ("method", "precision") else "right")
+    # fits an 80-column terminal (and a piped output, which rich renders 80 wide)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
+    for title in ("method", "prec", "ckpt", "chunk", "batch", "peak MB",
+                  "step s", "epoch s", "params", "art MB", "fits"):  # fmt: skip
+        left = title in ("method", "prec")
+        table.add_column(title, justify="left" if left else "right", no_wrap=True)
     for row in plan.rows:
         table.add_row(
             row.method, row.precision, "yes" if row.gradient_checkpointing else "",
             str(row.loss_chunk_size or ""), f"{row.micro_batch} x {row.gradient_accumulation_steps}",
             f"{row.peak_memory_mb:,.0f}", f"{row.step_time_s:.3g}", f"{row.epoch_time_s:,.0f}",
-            f"{row.trainable_params:,}", f"{row.artifact_mb:,.1f}",
+            compact_count(row.trainable_params), f"{row.artifact_mb:,.1f}",
             "[green]yes[/]" if row.fits else "[red]no[/]",
         )  # fmt: skip
     console.print(table)
@@ -72,7 +84,11 @@ def print_plan(plan: Plan, console: Console) -> None:
         if any(r.timed_by == "probe" for r in plan.rows)
         else ("from FLOPs and the measured matmul speed (run with --probe to measure)")
     )
-    console.print(f"step times {timed}; {len(plan.fitting())} of {len(plan.rows)} rows fit")
+    console.print(
+        "batch: micro-batch x gradient accumulation; params: trainable; art MB: the saved "
+        f"artifact. Step times {timed}; {len(plan.fitting())} of {len(plan.rows)} rows fit",
+        soft_wrap=True,
+    )
 
 
 def nothing_fits(plan: Plan) -> TunelabError:
