@@ -3,7 +3,7 @@ suggests where the CPU has native bf16 matmul) faster, lighter and as good?
 
 For each workload, fresh ``tunelab train`` processes alternate fp32 and bf16 (``--rounds``
 rounds, the order flipped each round) on the same data, seed and steps; each process's peak
-RSS comes from ``os.wait4`` (``tunelab.plan.measure``), its throughput and losses from its
+RSS comes from ``os.wait4`` (``measured_train``), its throughput and losses from its
 ``train_summary.json`` and ``metrics.jsonl``. Prints every run, then per workload the ratios
 bf16 / fp32 of the best throughput, of the highest peak RSS and of the mean training loss over
 the same batches.
@@ -25,18 +25,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).parent))
 
+from measured_train import train_measured
 from throughput_assets import (
     MINILM,
     NEWS_DATA,
     SMOLLM2,
-    build_tiny_llama,
     instruction_rows,
+    tiny_llama_in,
 )
-from tunelab.plan.measure import run_measured
 
 STEPS = {"llama": 16, "smollm2": 10, "minilm": 16}
 BATCH = {"llama": 8, "smollm2": 8, "minilm": 16}
@@ -56,10 +54,7 @@ def config(work: Path, workload: str, precision: str, out: Path) -> dict[str, An
             rows.write_text("".join(json.dumps(r) + "\n" for r in found))
         model = dict(SMOLLM2)
         if workload == "llama":
-            path = work / "tiny-llama"
-            if not (path / "config.json").exists():
-                build_tiny_llama(path, instruction_rows(300, 300, 42))
-            model = {"name_or_path": str(path)}
+            model = {"name_or_path": str(tiny_llama_in(work))}
         data = {"path": str(rows), "format": "instruction"}
     data.update(max_length=MAX_LENGTH, cache_dir=str(work / "data-cache"))
     data["split"] = {"train": 1.0, "validation": 0.0, "test": 0.0, "seed": 42}
@@ -81,24 +76,18 @@ def config(work: Path, workload: str, precision: str, out: Path) -> dict[str, An
 
 def run(work: Path, workload: str, precision: str) -> dict[str, Any]:
     """A fresh ``tunelab train`` process: throughput, peak RSS (MB) and its training losses."""
-    out = work / f"run-{workload}-{precision}"
-    path = work / "run.yaml"
-    path.write_text(yaml.safe_dump(config(work, workload, precision, out)))
-    command = [sys.executable, "-m", "tunelab.cli", "train", str(path), "--no-resume"]
-    log = work / "train.log"
-    code, peak_mb = run_measured(command, log, {**os.environ, "HF_HUB_OFFLINE": "1"})
-    if code != 0:
-        raise SystemExit(f"{workload} {precision}: training failed: {log.read_text()[-400:]}")
-    summary = json.loads((out / "train_summary.json").read_text())
-    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in records if r.get("type") == "train"]
+    cfg = config(work, workload, precision, work / f"run-{workload}-{precision}")
+    try:
+        peak_mb, summary, steps = train_measured(cfg, work)
+    except RuntimeError as exc:
+        raise SystemExit(f"{workload} {precision}: {exc}") from None
     return {
         "workload": workload,
         "precision": precision,
         "rate": summary["tokens_per_s"],
         "unit": summary.get("throughput_unit", "tokens"),
         "peak_mb": peak_mb,
-        "loss": statistics.fmean(losses),
+        "loss": statistics.fmean(r["loss"] for r in steps),
         "load": os.getloadavg()[0],
     }
 

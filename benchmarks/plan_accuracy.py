@@ -35,18 +35,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).parent))
 
+from measured_train import train_measured
 from throughput_assets import (
     MINILM,
     NEWS_DATA,
     SMOLLM2,
-    build_tiny_llama,
     instruction_rows,
+    tiny_llama_in,
 )
-from tunelab.plan.measure import run_measured
 
 SEQ = {"llama": (128, 256), "minilm": (128, 256), "smollm2": (128, 256)}
 BATCH = {"llama": 4, "minilm": 8, "smollm2": 4}
@@ -55,10 +53,7 @@ STEPS = 5
 
 def model_section(work: Path, model: str) -> dict[str, Any]:
     if model == "llama":
-        path = work / "tiny-llama"
-        if not (path / "config.json").exists():
-            build_tiny_llama(path, instruction_rows(300, 300, 42))
-        return {"name_or_path": str(path)}
+        return {"name_or_path": str(tiny_llama_in(work))}
     if model == "smollm2":
         return dict(SMOLLM2)
     return {"name_or_path": MINILM}
@@ -98,17 +93,7 @@ def run_config(work: Path, model: str, seq: int, method: dict[str, Any], out: Pa
 def measure(cfg: dict[str, Any], work: Path) -> tuple[float, float, str]:
     """Peak RSS (MB), the median step time after the first and the allocator of a fresh
     ``tunelab train`` (started as the ``tunelab`` command restarts itself: same allocator)."""
-    out = Path(cfg["output"]["dir"])
-    path = work / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    command = [sys.executable, "-m", "tunelab.cli", "train", str(path), "--no-resume"]
-    code, peak_mb = run_measured(command, work / "train.log", {**os.environ, "HF_HUB_OFFLINE": "1"})
-    if code != 0:
-        tail = (work / "train.log").read_text().strip().splitlines()[-1:]
-        raise RuntimeError(f"training failed: {tail}")
-    summary = json.loads((out / "train_summary.json").read_text())
-    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in records if r.get("type") == "train"]
+    peak_mb, summary, steps = train_measured(cfg, work)
     per_step = summary["input_tokens"] / max(1, summary["steps"])
     elapsed = [r["step"] * per_step / r["tokens_per_s"] for r in steps]
     step_times = [b - a for a, b in itertools.pairwise(elapsed)]

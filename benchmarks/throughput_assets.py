@@ -97,6 +97,14 @@ def build_tiny_llama(out: Path, rows: list[dict[str, str]]) -> None:
     )  # fmt: skip
 
 
+def tiny_llama_in(work: Path) -> Path:
+    """The tiny Llama of :func:`build_tiny_llama` in ``WORK/tiny-llama`` (built the first time)."""
+    path = work / "tiny-llama"
+    if not (path / "config.json").exists():
+        build_tiny_llama(path, instruction_rows(300, 300, SEED))
+    return path
+
+
 def run_config(assets: Assets, job: Job, out_dir: Path, switches: dict[str, Any]) -> dict:
     """tunelab's config for a job: only the model, data and batch settings, plus ``switches``
     (the variants that turn one default off). Everything else is tunelab's default."""

@@ -47,8 +47,7 @@ def compact_count(n: int) -> str:
     """``677765`` -> ``678k``, ``23392906`` -> ``23.4M`` (the exact count is in ``--json``)."""
     for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if n >= size:
-            value = n / size
-            return f"{value:.3g}{suffix}"
+            return f"{n / size:.3g}{suffix}"
     return str(n)
 
 
